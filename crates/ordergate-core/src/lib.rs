@@ -1,0 +1,24 @@
+//! # ordergate-core
+//!
+//! The idempotency protocol and the order domain of ordergate, with no I/O, no async
+//! runtime and no clock reads: time and ids are passed in. The native server and a
+//! future Cloudflare Worker build share it, so it must build for `wasm32-unknown-unknown`.
+//!
+//! ## Layout
+//!
+//! - [`key`]: the `Idempotency-Key` header, plain and RFC 8941 forms.
+//! - [`json`]: body parsing that keeps repeated members, and RFC 8785 canonical form.
+//! - [`order`]: order validation into domain types, and the order receipt.
+//! - [`protocol`]: payload fingerprints, finished records, retry verdicts, outcomes.
+//! - [`problem`]: the contract's error codes and their problem+json shape.
+
+pub mod json;
+pub mod key;
+pub mod order;
+pub mod problem;
+pub mod protocol;
+
+pub use key::{IdempotencyKey, KeyError};
+pub use order::{InvalidOrder, Order, OrderRequest};
+pub use problem::{ErrorCode, Problem};
+pub use protocol::{FinishedRecord, Fingerprint, Outcome, Payload, RetryVerdict, StoredResponse};

@@ -1,0 +1,161 @@
+//! The idempotency protocol's pure decisions: what a request body means for a key, and
+//! what a retry gets when the key already has a finished record.
+
+use sha2::{Digest, Sha256};
+
+use crate::json::JsonValue;
+use crate::order::{InvalidOrder, OrderRequest};
+
+/// SHA-256 of a body's RFC 8785 canonical form: equal for "the same payload".
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str("…")
+    }
+}
+
+/// A request body, parsed once: its fingerprint and its validation both come from here.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    parsed: Result<JsonValue, InvalidOrder>,
+    fingerprint: Option<Fingerprint>,
+}
+
+impl Payload {
+    pub fn from_body(body: &[u8]) -> Self {
+        match JsonValue::parse(body) {
+            Err(e) => Self {
+                parsed: Err(InvalidOrder::body(e.to_string())),
+                fingerprint: None,
+            },
+            Ok(value) => {
+                // A repeated member has no canonical form: it matches no stored payload.
+                let fingerprint = value
+                    .first_repeated_member()
+                    .is_none()
+                    .then(|| Fingerprint(Sha256::digest(value.canonical_bytes()).into()));
+                Self {
+                    parsed: Ok(value),
+                    fingerprint,
+                }
+            }
+        }
+    }
+
+    /// `None` when the body is not JSON or repeats a member.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.fingerprint
+    }
+
+    /// The order this body asks for, or why it is not one.
+    pub fn order_request(&self) -> Result<OrderRequest, InvalidOrder> {
+        match &self.parsed {
+            Ok(value) => OrderRequest::from_json(value),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+/// The answer stored with a finished request, replayed byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub location: String,
+    pub body: Vec<u8>,
+}
+
+/// A key whose request has finished: its payload's fingerprint and its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedRecord {
+    pub fingerprint: Fingerprint,
+    pub response: StoredResponse,
+}
+
+/// What a request gets from a key that already has a finished record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryVerdict {
+    /// Same payload: the original answer again.
+    Replay,
+    /// Another payload under the same key: refused, never silently replayed.
+    KeyReused,
+}
+
+impl FinishedRecord {
+    pub fn judge(&self, fingerprint: Option<Fingerprint>) -> RetryVerdict {
+        if fingerprint == Some(self.fingerprint) {
+            RetryVerdict::Replay
+        } else {
+            RetryVerdict::KeyReused
+        }
+    }
+}
+
+/// How one `POST /orders` ended, for the HTTP layer to answer and the metrics to count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created(StoredResponse),
+    Replayed(StoredResponse),
+    InProgress,
+    KeyReused,
+    Invalid(InvalidOrder),
+    /// The store failed or the lease ran out: the order may or may not exist.
+    Unavailable,
+}
+
+impl Outcome {
+    /// The label used in logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Created(_) => "created",
+            Outcome::Replayed(_) => "replayed",
+            Outcome::InProgress => "in_progress",
+            Outcome::KeyReused => "key_reused",
+            Outcome::Invalid(_) => "invalid",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record_for(body: &str) -> FinishedRecord {
+        FinishedRecord {
+            fingerprint: Payload::from_body(body.as_bytes())
+                .fingerprint()
+                .expect("fingerprint"),
+            response: StoredResponse {
+                status: 201,
+                location: "/orders/x".into(),
+                body: b"{}".to_vec(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_retry_with_an_equivalent_body_replays() {
+        let record = record_for(r#"{"symbol":"A","side":"buy","quantity":100}"#);
+        let same = Payload::from_body(br#"{ "quantity": 1e2, "side":"buy", "symbol":"\u0041" }"#);
+        assert_eq!(record.judge(same.fingerprint()), RetryVerdict::Replay);
+    }
+
+    #[test]
+    fn a_retry_with_another_body_is_a_reused_key() {
+        let record = record_for(r#"{"symbol":"A","side":"buy","quantity":100}"#);
+        for other in [
+            r#"{"symbol":"A","side":"buy","quantity":101}"#,
+            r#"{"symbol":"A","side":"buy","quantity":100,"x":1}"#,
+            r#"{"symbol":"A","side":"buy","quantity":100,"quantity":100}"#,
+            "not json",
+        ] {
+            let payload = Payload::from_body(other.as_bytes());
+            assert_eq!(record.judge(payload.fingerprint()), RetryVerdict::KeyReused);
+        }
+    }
+}

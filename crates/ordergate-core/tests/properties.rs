@@ -1,0 +1,119 @@
+//! Property tests for the parsers and validators of ordergate-core.
+
+use ordergate_core::json::JsonValue;
+use ordergate_core::order::MAX_QUANTITY;
+use ordergate_core::{IdempotencyKey, OrderRequest, Payload};
+use proptest::prelude::*;
+
+/// Printable ASCII without the comma, with no surrounding spaces.
+fn plain_key() -> impl Strategy<Value = String> {
+    "[!-+\\--~]([ !-+\\--~]{0,253}[!-+\\--~])?"
+}
+
+fn sf_encode(key: &str) -> String {
+    let escaped = key.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\"")
+}
+
+proptest! {
+    #[test]
+    fn a_plain_key_parses_to_itself(key in plain_key(), pad in 0usize..3) {
+        prop_assume!(!key.starts_with('"'));
+        let spaces = " ".repeat(pad);
+        let raw = format!("{spaces}{key}{spaces}");
+        let parsed = IdempotencyKey::parse(raw.as_bytes()).expect("valid key");
+        prop_assert_eq!(parsed.as_str(), key.as_str());
+    }
+
+    #[test]
+    fn the_quoted_form_names_the_same_key(key in "[ -~]{1,255}") {
+        let parsed = IdempotencyKey::parse(sf_encode(&key).as_bytes()).expect("valid key");
+        prop_assert_eq!(parsed.as_str(), key.as_str());
+    }
+
+    #[test]
+    fn keys_over_255_characters_are_malformed(key in "[a-z]{256,300}") {
+        prop_assert!(IdempotencyKey::parse(key.as_bytes()).is_err());
+        prop_assert!(IdempotencyKey::parse(sf_encode(&key).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_control_or_non_ascii_byte_makes_a_key_malformed(
+        key in "[a-z]{1,20}", bad in prop_oneof![0u8..0x20, 0x7fu8..=0xff], at in 0usize..20,
+    ) {
+        let mut raw = key.into_bytes();
+        let at = at.min(raw.len());
+        raw.insert(at, bad);
+        prop_assert!(IdempotencyKey::parse(&raw).is_err());
+        let mut quoted = vec![b'"'];
+        quoted.extend_from_slice(&raw);
+        quoted.push(b'"');
+        prop_assert!(IdempotencyKey::parse(&quoted).is_err());
+    }
+
+    #[test]
+    fn a_broken_escape_makes_a_quoted_key_malformed(key in "[a-z]{1,20}", c in "[a-zA-Z0-9 ]") {
+        let raw = format!("\"{key}\\{c}\"");
+        prop_assert!(IdempotencyKey::parse(raw.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn reordering_and_respelling_keep_the_fingerprint(
+        symbol in "[A-Z]{1,8}", buy in any::<bool>(), quantity in 1u64..=MAX_QUANTITY,
+    ) {
+        let side = if buy { "buy" } else { "sell" };
+        let plain = format!(r#"{{"symbol":"{symbol}","side":"{side}","quantity":{quantity}}}"#);
+        let escaped_symbol: String = symbol.chars().map(|c| format!("\\u{:04X}", c as u32)).collect();
+        let respelled = format!(
+            "{{ \"quantity\" : {quantity}.0 ,\n\t\"side\":\"{side}\", \"symbol\":\"{escaped_symbol}\" }}"
+        );
+        let a = Payload::from_body(plain.as_bytes()).fingerprint();
+        let b = Payload::from_body(respelled.as_bytes()).fingerprint();
+        prop_assert!(a.is_some());
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn any_change_of_value_changes_the_fingerprint(
+        symbol in "[A-Z]{1,8}", quantity in 1u64..MAX_QUANTITY, which in 0usize..4,
+    ) {
+        let base = format!(r#"{{"symbol":"{symbol}","side":"buy","quantity":{quantity}}}"#);
+        let changed = match which {
+            0 => format!(r#"{{"symbol":"{symbol}X","side":"buy","quantity":{quantity}}}"#),
+            1 => format!(r#"{{"symbol":"{symbol}","side":"sell","quantity":{quantity}}}"#),
+            2 => format!(r#"{{"symbol":"{symbol}","side":"buy","quantity":{}}}"#, quantity + 1),
+            _ => format!(r#"{{"symbol":"{symbol}","side":"buy","quantity":{quantity},"x":null}}"#),
+        };
+        prop_assert_ne!(
+            Payload::from_body(base.as_bytes()).fingerprint(),
+            Payload::from_body(changed.as_bytes()).fingerprint()
+        );
+    }
+
+    #[test]
+    fn valid_orders_validate_and_whole_quantities_are_read_by_value(
+        symbol in "[!-~]{1,32}", quantity in 1u64..=MAX_QUANTITY,
+    ) {
+        let symbol_json = serde_json::to_string(&symbol).expect("string");
+        let body = format!(r#"{{"symbol":{symbol_json},"side":"sell","quantity":{quantity}e0}}"#);
+        let order = OrderRequest::from_json(&JsonValue::parse(body.as_bytes()).expect("JSON"))
+            .expect("valid order");
+        prop_assert_eq!(order.quantity.get(), quantity);
+        prop_assert_eq!(order.symbol.as_str(), symbol.as_str());
+    }
+
+    #[test]
+    fn fractional_quantities_are_invalid(whole in 0u64..1_000_000, frac in 1u32..1000) {
+        let body = format!(r#"{{"symbol":"A","side":"buy","quantity":{whole}.{frac:03}}}"#);
+        let err = OrderRequest::from_json(&JsonValue::parse(body.as_bytes()).expect("JSON"))
+            .expect_err("invalid");
+        prop_assert_eq!(err.member.as_deref(), Some("quantity"));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_parsers(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = IdempotencyKey::parse(&bytes);
+        let payload = Payload::from_body(&bytes);
+        let _ = payload.order_request();
+    }
+}
