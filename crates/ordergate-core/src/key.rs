@@ -76,7 +76,10 @@ impl fmt::Display for IdempotencyKey {
 
 fn trim_spaces(raw: &[u8]) -> &[u8] {
     let start = raw.iter().position(|&b| b != b' ').unwrap_or(raw.len());
-    let end = raw.iter().rposition(|&b| b != b' ').map_or(start, |i| i + 1);
+    let end = raw
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(start, |i| i + 1);
     &raw[start..end]
 }
 

@@ -21,4 +21,4 @@ pub mod protocol;
 pub use key::{IdempotencyKey, KeyError};
 pub use order::{InvalidOrder, Order, OrderRequest};
 pub use problem::{ErrorCode, Problem};
-pub use protocol::{FinishedRecord, Fingerprint, Outcome, Payload, RetryVerdict, StoredResponse};
+pub use protocol::{Fingerprint, FinishedRecord, Outcome, Payload, RetryVerdict, StoredResponse};

@@ -25,6 +25,15 @@ pub enum Side {
     Sell,
 }
 
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+}
+
 /// A whole number of units, 1 to [`MAX_QUANTITY`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quantity(u64);
@@ -153,7 +162,10 @@ fn parse_side(value: &JsonValue) -> Result<Side, InvalidOrder> {
 fn parse_quantity(value: &JsonValue) -> Result<Quantity, InvalidOrder> {
     match value {
         JsonValue::Number(n) => Quantity::from_number(*n),
-        _ => Err(InvalidOrder::member("quantity", "quantity must be a number")),
+        _ => Err(InvalidOrder::member(
+            "quantity",
+            "quantity must be a number",
+        )),
     }
 }
 
@@ -204,9 +216,8 @@ impl Order {
 /// RFC 3339 UTC with milliseconds, as JavaScript's `toISOString` writes it.
 pub fn format_timestamp(unix_ms: i64) -> String {
     let nanos = i128::from(unix_ms) * 1_000_000;
-    let format = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    let format =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
         .and_then(|t| t.format(&format).ok())
@@ -242,17 +253,40 @@ mod tests {
     #[test]
     fn each_invalid_member_is_named() {
         let q = |v: &str| format!(r#"{{"symbol":"AAPL","side":"buy","quantity":{v}}}"#);
-        for bad in ["1.5", "\"10\"", "true", "0", "-1", "9007199254740992", "null"] {
+        for bad in [
+            "1.5",
+            "\"10\"",
+            "true",
+            "0",
+            "-1",
+            "9007199254740992",
+            "null",
+        ] {
             assert_eq!(culprit(&q(bad)).as_deref(), Some("quantity"), "{bad}");
         }
-        assert_eq!(culprit(r#"{"side":"buy","quantity":1}"#).as_deref(), Some("symbol"));
-        assert_eq!(culprit(r#"{"symbol":"A","quantity":1}"#).as_deref(), Some("side"));
-        assert_eq!(culprit(r#"{"symbol":"A","side":"buy"}"#).as_deref(), Some("quantity"));
+        assert_eq!(
+            culprit(r#"{"side":"buy","quantity":1}"#).as_deref(),
+            Some("symbol")
+        );
+        assert_eq!(
+            culprit(r#"{"symbol":"A","quantity":1}"#).as_deref(),
+            Some("side")
+        );
+        assert_eq!(
+            culprit(r#"{"symbol":"A","side":"buy"}"#).as_deref(),
+            Some("quantity")
+        );
         assert_eq!(
             culprit(r#"{"symbol":"A","side":"hold","quantity":1}"#).as_deref(),
             Some("side")
         );
-        for sym in ["\"\"", "\"A B\"", "\"caf\u{e9}\"", "1", &format!("\"{}\"", "X".repeat(33))] {
+        for sym in [
+            "\"\"",
+            "\"A B\"",
+            "\"caf\u{e9}\"",
+            "1",
+            &format!("\"{}\"", "X".repeat(33)),
+        ] {
             let body = format!(r#"{{"symbol":{sym},"side":"buy","quantity":1}}"#);
             assert_eq!(culprit(&body).as_deref(), Some("symbol"), "{sym}");
         }

@@ -1,0 +1,155 @@
+//! The one place where errors and outcomes become HTTP responses.
+//!
+//! Every error is `application/problem+json` with the contract's `error` code. A 5xx
+//! never carries internal text: causes are logged where they happen.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ordergate_core::{ErrorCode, InvalidOrder, KeyError, Outcome, Problem, StoredResponse};
+
+/// Seconds a client should wait before retrying a 409 or a 503.
+const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// Everything an API request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    #[error("{0}")]
+    UnsupportedMediaType(&'static str),
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(u64),
+    #[error("the request body could not be read in time")]
+    BodyUnreadable,
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("the idempotencyKey query parameter is required")]
+    MissingLookupKey,
+    #[error("no such order")]
+    NotFound,
+    #[error("a request with this key is still being processed")]
+    InProgress,
+    #[error("this key was used with a different payload")]
+    KeyReused,
+    #[error(transparent)]
+    InvalidOrder(#[from] InvalidOrder),
+    #[error("the order's outcome is unknown: retry with the same key and body")]
+    Unavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Self::BodyUnreadable => ErrorCode::RequestTimeout,
+            Self::Key(KeyError::Missing) | Self::MissingLookupKey => {
+                ErrorCode::MissingIdempotencyKey
+            }
+            Self::Key(KeyError::Malformed(_)) => ErrorCode::InvalidIdempotencyKey,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::InProgress => ErrorCode::InProgress,
+            Self::KeyReused => ErrorCode::IdempotencyKeyReused,
+            Self::InvalidOrder(_) => ErrorCode::InvalidOrder,
+            Self::Unavailable => ErrorCode::Unavailable,
+            Self::Internal => ErrorCode::Internal,
+        }
+    }
+
+    fn problem(&self) -> Problem {
+        let problem = Problem::new(self.code(), self.to_string());
+        match self {
+            Self::InProgress | Self::Unavailable => problem.with_retry_after(RETRY_AFTER_SECONDS),
+            _ => problem,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = problem_response(&self.problem());
+        let headers = response.headers_mut();
+        match self {
+            Self::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::UnsupportedMediaType(_) => {
+                headers.insert("accept-post", HeaderValue::from_static("application/json"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A problem+json response, with `Retry-After` when the problem has one.
+pub fn problem_response(problem: &Problem) -> Response {
+    let status =
+        StatusCode::from_u16(problem.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, problem.to_json()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Some(seconds) = problem.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// The answer to a submission that passed the HTTP checks.
+pub fn outcome_response(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Created(stored) => stored_response(stored, false),
+        Outcome::Replayed(stored) => stored_response(stored, true),
+        Outcome::InProgress => ApiError::InProgress.into_response(),
+        Outcome::KeyReused => ApiError::KeyReused.into_response(),
+        Outcome::Invalid(invalid) => ApiError::InvalidOrder(invalid).into_response(),
+        Outcome::Unavailable => ApiError::Unavailable.into_response(),
+    }
+}
+
+fn stored_response(stored: StoredResponse, replay: bool) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::CREATED);
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Ok(location) = HeaderValue::from_str(&stored.location) {
+        builder = builder.header(header::LOCATION, location);
+    }
+    if replay {
+        builder = builder.header("idempotent-replay", "true");
+    }
+    builder
+        .body(Body::from(stored.body))
+        .unwrap_or_else(|_| ApiError::Internal.into_response())
+}
+
+/// An order JSON read back with `GET`.
+pub fn order_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// axum answers a known path with a wrong method by an empty 405 with `Allow`; the
+/// contract wants problem+json, so the body is replaced and the headers kept.
+pub async fn method_not_allowed_as_problem(response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let problem = Problem::new(
+        ErrorCode::MethodNotAllowed,
+        "this method is not allowed on this path",
+    );
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(problem.to_json()))
+}

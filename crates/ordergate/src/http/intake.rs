@@ -1,0 +1,114 @@
+//! The HTTP-level checks of `POST /orders`, in the contract's order: token, media
+//! type and encoding, body size, then the `Idempotency-Key` header.
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use ordergate_core::IdempotencyKey;
+
+use super::ApiError;
+use crate::auth::Auth;
+
+/// Step 2: the tenant of the bearer token.
+pub fn tenant(auth: &Auth, headers: &HeaderMap) -> Result<String, ApiError> {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    auth.tenant(authorization).ok_or(ApiError::Unauthorized)
+}
+
+/// Step 3: JSON (`application/json` or any `+json` type) or no type; no encoding.
+pub fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let mut types = headers.get_all(header::CONTENT_TYPE).iter();
+    if let Some(value) = types.next()
+        && (types.next().is_some() || !is_json(value.as_bytes()))
+    {
+        return Err(ApiError::UnsupportedMediaType(
+            "the body must be JSON (Content-Type: application/json)",
+        ));
+    }
+    for encoding in headers.get_all(header::CONTENT_ENCODING) {
+        if !encoding
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"identity")
+        {
+            return Err(ApiError::UnsupportedMediaType(
+                "encoded bodies are not accepted (Content-Encoding must be identity)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_json(content_type: &[u8]) -> bool {
+    let essence = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+        .to_ascii_lowercase();
+    let Some(slash) = essence.iter().position(|&b| b == b'/') else {
+        return false;
+    };
+    let (kind, subtype) = (&essence[..slash], &essence[slash + 1..]);
+    let token = |s: &[u8]| !s.is_empty() && s.iter().all(|b| b.is_ascii_graphic() && *b != b'/');
+    token(kind) && token(subtype) && (essence == b"application/json" || subtype.ends_with(b"+json"))
+}
+
+/// Step 4: the body, at most `max` bytes. A declared length over the limit is refused
+/// before anything is read.
+pub async fn read_body(headers: &HeaderMap, body: Body, max: u64) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return Err(ApiError::PayloadTooLarge(max));
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge(max))
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "request body could not be read");
+            Err(ApiError::BodyUnreadable)
+        }
+    }
+}
+
+/// Step 5: exactly one well-formed `Idempotency-Key` line.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
+    let lines = headers
+        .get_all("idempotency-key")
+        .iter()
+        .map(|v| v.as_bytes());
+    Ok(IdempotencyKey::from_header_lines(lines)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn json_media_types_are_recognised() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.acme.order+json",
+            "application/problem+json;v=1",
+        ] {
+            assert!(is_json(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/xml",
+            "json",
+            "application/",
+            "application/jsonx",
+            "",
+        ] {
+            assert!(!is_json(bad.as_bytes()), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The HTTP layer: routes, handlers, and the mapping of outcomes to responses.
+//!
+//! Handlers check what HTTP owns (token, media type, size, key header) in the
+//! contract's order and hand the rest to [`crate::idempotency::Gateway`].
+
+mod error;
+mod intake;
+mod ops;
+mod orders;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::auth::Auth;
+use crate::idempotency::Gateway;
+use crate::telemetry::Metrics;
+
+/// How long a client may take to send its body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub gateway: Gateway,
+    pub auth: Arc<Auth>,
+    pub metrics: Arc<Metrics>,
+    pub max_body: u64,
+    /// Set at SIGTERM: `/readyz` answers 503 from then on.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+/// The application; the seam tests and the server both use.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/orders", get(orders::find_by_key).post(orders::create))
+        .route("/orders/{id}", get(orders::find_by_id))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .layer(axum::middleware::map_response(
+            error::method_not_allowed_as_problem,
+        ))
+        // The handler enforces --max-body itself, so axum's own 2 MB default must not.
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,50 @@
+//! Operations endpoints: liveness, readiness, metrics, and the unknown-path answer.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+
+/// How long `/readyz` waits for the database.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `GET /healthz`: the process serves.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the database answers and the server is not shutting down.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.shutting_down.load(Ordering::SeqCst) {
+        return ApiError::Unavailable.into_response();
+    }
+    match tokio::time::timeout(READY_PROBE_TIMEOUT, state.gateway.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness probe: database unavailable");
+            ApiError::Unavailable.into_response()
+        }
+        Err(_) => ApiError::Unavailable.into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Any path that is not routed.
+pub async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}

@@ -1,0 +1,148 @@
+//! The idempotency protocol, run once for every backend.
+//!
+//! 1. Claim the key in this process ([`InFlight`]); if another request holds it, wait
+//!    up to [`IN_FLIGHT_WAIT`] for it to end, then start over or answer 409.
+//! 2. A finished record answers: same payload → replay; another payload → 422.
+//! 3. Only then validate the body (a retry of an accepted order always replays).
+//! 4. Place the order: claim, order and response in one commit in the store, which
+//!    has the last word (another process may have won the key in the database).
+//!
+//! The whole request is bounded by the lease: past it the order is abandoned before
+//! the store starts on it, and the client gets 503 (outcome unknown, retry same key).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordergate_core::{
+    FinishedRecord, IdempotencyKey, Order, Outcome, Payload, RetryVerdict, StoredResponse,
+};
+use tokio::time::{Instant, timeout_at};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::inflight::InFlight;
+use crate::store::{DynStore, Lease, NewOrder, Placement, StoreError};
+
+/// How long a request waits for an in-flight request with the same key.
+pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
+
+/// What the protocol needs; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    pub store: DynStore,
+    pub clock: Arc<dyn Clock>,
+    pub in_flight: InFlight,
+    pub result_ttl: Duration,
+    pub lease_ttl: Duration,
+}
+
+/// One `POST /orders` that passed the HTTP checks.
+#[derive(Debug)]
+pub struct Submission {
+    pub tenant: String,
+    pub key: IdempotencyKey,
+    pub payload: Payload,
+}
+
+impl Gateway {
+    /// Runs the protocol to its end. Store failures are logged here and answered as
+    /// `Unavailable`: the caller cannot know whether the order exists.
+    pub async fn submit(&self, submission: Submission) -> Outcome {
+        let deadline = Instant::now() + self.lease_ttl;
+        match self.submit_until(&submission, deadline).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(error = %e, "store failed during submission");
+                Outcome::Unavailable
+            }
+        }
+    }
+
+    async fn submit_until(&self, s: &Submission, deadline: Instant) -> Result<Outcome, StoreError> {
+        let wait_until = Instant::now() + IN_FLIGHT_WAIT;
+        loop {
+            match self.in_flight.claim(&s.tenant, s.key.as_str()) {
+                Ok(_claim) => return self.submit_claimed(s, deadline).await,
+                Err(other) => {
+                    if timeout_at(wait_until.min(deadline), other.wait())
+                        .await
+                        .is_err()
+                    {
+                        return Ok(Outcome::InProgress);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn submit_claimed(
+        &self,
+        s: &Submission,
+        deadline: Instant,
+    ) -> Result<Outcome, StoreError> {
+        let finished = timeout_at(deadline, self.store.finished(&s.tenant, &s.key)).await;
+        let finished =
+            finished.map_err(|_| StoreError::Database("lease ran out while reading".into()))?;
+        if let Some(record) = finished? {
+            return Ok(verdict(&record, &s.payload));
+        }
+        let request = match s.payload.order_request() {
+            Ok(request) => request,
+            Err(invalid) => return Ok(Outcome::Invalid(invalid)),
+        };
+        let order = Order {
+            order_id: Uuid::now_v7(),
+            request,
+            accepted_at_ms: self.clock.now_ms(),
+            idempotency_key: s.key.clone(),
+        };
+        let response = StoredResponse {
+            status: 201,
+            location: order.location(),
+            body: order.to_json(),
+        };
+        let Some(fingerprint) = s.payload.fingerprint() else {
+            // A valid order always has a canonical form; refuse rather than store none.
+            return Err(StoreError::Database(
+                "valid order without fingerprint".into(),
+            ));
+        };
+        let new = NewOrder {
+            tenant: s.tenant.clone(),
+            order,
+            fingerprint,
+            response: response.clone(),
+            result_ttl: self.result_ttl,
+            lease: Lease::default(),
+        };
+        Ok(match self.place_within_lease(new, deadline).await? {
+            Placement::Placed => Outcome::Created(response),
+            Placement::Exists(record) => verdict(&record, &s.payload),
+            Placement::InProgress => Outcome::InProgress,
+            Placement::Abandoned => Outcome::Unavailable,
+        })
+    }
+
+    /// Places the order unless the lease runs out first. Once the store has taken the
+    /// order into a transaction its commit decides, so the request waits for that.
+    async fn place_within_lease(
+        &self,
+        new: NewOrder,
+        deadline: Instant,
+    ) -> Result<Placement, StoreError> {
+        let lease = new.lease.clone();
+        let mut placing = std::pin::pin!(self.store.place(new));
+        match timeout_at(deadline, &mut placing).await {
+            Ok(result) => result,
+            Err(_) if lease.abandon() => Ok(Placement::Abandoned),
+            Err(_) => placing.await,
+        }
+    }
+}
+
+fn verdict(record: &FinishedRecord, payload: &Payload) -> Outcome {
+    match record.judge(payload.fingerprint()) {
+        RetryVerdict::Replay => Outcome::Replayed(record.response.clone()),
+        RetryVerdict::KeyReused => Outcome::KeyReused,
+    }
+}

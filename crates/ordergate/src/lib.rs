@@ -1,0 +1,26 @@
+//! # ordergate
+//!
+//! An HTTP order gateway: `POST /orders` with an `Idempotency-Key` places at most one
+//! order per key and tenant, durably, and replays the original answer on every retry.
+//!
+//! ## Layout
+//!
+//! - [`cli`]: the command line and its environment variables.
+//! - [`auth`]: API tokens to tenants, constant-time, reloadable.
+//! - [`idempotency`]: the protocol run against the store (claim, wait, place, replay).
+//! - [`inflight`]: keys being placed by this process, so same-key retries wait.
+//! - [`store`]: the storage trait and its backends (`store::sqlite`).
+//! - [`http`]: router, handlers, and the one mapping of errors to problem+json.
+//! - [`server`]: accept loop, connection limits, graceful shutdown, background purge.
+//! - [`telemetry`]: tracing set-up and Prometheus metrics.
+//! - [`clock`]: time behind a trait, for tests.
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod http;
+pub mod idempotency;
+pub mod inflight;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,213 @@
+//! Serving: open the store, run the accept loop, purge in the background, and shut
+//! down gracefully.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::auth::Auth;
+use crate::cli::{DatabaseUrl, ServeArgs};
+use crate::clock::{Clock, SystemClock};
+use crate::http::{AppState, app};
+use crate::idempotency::Gateway;
+use crate::inflight::InFlight;
+use crate::store::DynStore;
+use crate::store::sqlite::SqliteStore;
+use crate::telemetry::Metrics;
+
+/// Most connections served at once; further clients wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 4096;
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most expired records deleted by one purge transaction: keeps each one short.
+const PURGE_BATCH: usize = 500;
+
+/// Runs the gateway on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    args: ServeArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    serve_with_clock(args, Arc::new(SystemClock), listener, shutdown).await
+}
+
+/// [`serve`] with a chosen clock.
+pub async fn serve_with_clock(
+    args: ServeArgs,
+    clock: Arc<dyn Clock>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let auth = Arc::new(Auth::new(
+        args.api_keys.clone(),
+        args.api_keys_file.clone(),
+    )?);
+    let addr = listener.local_addr().context("listener has no address")?;
+    if auth.is_open() && !addr.ip().is_loopback() {
+        bail!("open mode (no API keys) is only allowed on a loopback address, not {addr}");
+    }
+    if auth.is_open() {
+        tracing::warn!("no API keys configured: open mode, every request is tenant \"default\"");
+    }
+    let store = open_store(&args.database, clock.clone()).await?;
+    let state = AppState {
+        gateway: Gateway {
+            store: store.clone(),
+            clock,
+            in_flight: InFlight::default(),
+            result_ttl: args.result_ttl,
+            lease_ttl: args.lease_ttl,
+        },
+        auth: auth.clone(),
+        metrics: Arc::new(Metrics::default()),
+        max_body: args.max_body,
+        shutting_down: Arc::new(AtomicBool::new(false)),
+    };
+    let _purge = AbortOnDrop(spawn_purge(store, args.result_ttl));
+    let _reload = AbortOnDrop(spawn_key_reload(auth));
+    tracing::info!(%addr, database = ?args.database, "ordergate listening");
+    let flag = state.shutting_down.clone();
+    let shutdown = async move {
+        shutdown.await;
+        flag.store(true, Ordering::SeqCst);
+        tracing::info!("shutting down: draining in-flight requests");
+    };
+    run(listener, app(state), shutdown, args.shutdown_timeout).await;
+    Ok(())
+}
+
+async fn open_store(url: &DatabaseUrl, clock: Arc<dyn Clock>) -> anyhow::Result<DynStore> {
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            let path = path.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, clock))
+                .await
+                .context("opening the SQLite store")??;
+            Ok(Arc::new(store))
+        }
+        DatabaseUrl::Postgres(_) => bail!("the PostgreSQL backend is not built yet"),
+    }
+}
+
+/// The accept loop: HTTP/1.1 with header read timeouts and a connection cap; on
+/// shutdown, stops accepting and lets open connections finish up to `drain_timeout`.
+async fn run(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()>,
+    drain_timeout: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown timeout reached with requests still in flight");
+    }
+}
+
+/// Deletes expired idempotency records in small batches, forever.
+fn spawn_purge(store: DynStore, result_ttl: Duration) -> JoinHandle<()> {
+    let pause = (result_ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    tokio::spawn(async move {
+        loop {
+            match store.purge_expired(PURGE_BATCH).await {
+                Ok(n) if n == PURGE_BATCH => continue,
+                Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired keys"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
+            }
+            tokio::time::sleep(pause).await;
+        }
+    })
+}
+
+/// Re-reads the API keys file on SIGHUP.
+fn spawn_key_reload(auth: Arc<Auth>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: API keys will not be reloaded");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match auth.reload() {
+                Ok(n) => tracing::info!(tokens = n, "API keys reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "API keys not reloaded; keeping the old ones")
+                }
+            }
+        }
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+}
+
+/// Stops a background task when the server stops.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

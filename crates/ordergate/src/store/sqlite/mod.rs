@@ -1,0 +1,186 @@
+//! The embedded SQLite backend: one file, one process, group-committed writes.
+//!
+//! Writes go through one writer thread ([`writer`]) in WAL mode with
+//! `synchronous=FULL`, so a commit is on disk (fsync) before anyone hears of it. Reads
+//! use a pool of their own connections and never queue behind the writer.
+
+mod sql;
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_sqlite::{Config, Pool, Runtime};
+use ordergate_core::{FinishedRecord, IdempotencyKey};
+use rusqlite::{Connection, params};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{NewOrder, Placement, Store, StoreError};
+use crate::clock::Clock;
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// Why the SQLite store could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} is in use by another ordergate process (one process per SQLite file)")]
+    Locked(PathBuf),
+    #[error("cannot set up the database: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("cannot create the read pool: {0}")]
+    Pool(String),
+}
+
+/// The SQLite store. Dropping it stops the writer after the queued work is done.
+pub struct SqliteStore {
+    writer: mpsc::Sender<writer::Job>,
+    readers: Pool,
+    clock: Arc<dyn Clock>,
+    // Held for the store's lifetime: the OS releases the lock when the process dies.
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Opens (creating if absent) the database file and takes it for this process.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, OpenError> {
+        let lock = lock_file(path)?;
+        let conn = Connection::open(path)?;
+        configure_writer(&conn)?;
+        migrate(&conn)?;
+        let readers = Config::new(path)
+            .create_pool(Runtime::Tokio1)
+            .map_err(|e| OpenError::Pool(e.to_string()))?;
+        let (writer, _thread) =
+            writer::spawn(conn, clock.clone()).map_err(|source| OpenError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            writer,
+            readers,
+            clock,
+            _lock: lock,
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self
+            .readers
+            .get()
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        conn.interact(move |conn| work(conn))
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+
+    async fn send<T>(
+        &self,
+        job: writer::Job,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// One process per file: an exclusive advisory lock on the database file itself, so
+/// the lock and the data cannot be separated. SQLite locks with fcntl, which this
+/// flock does not disturb.
+fn lock_file(path: &Path) -> Result<File, OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked(path.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
+    // WAL + FULL: every commit fsyncs the WAL before it returns. That fsync is what
+    // makes a 201 durable; group commit is what keeps it affordable.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version < SCHEMA_VERSION {
+        conn.execute_batch(include_str!("schema.sql"))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn finished(
+        &self,
+        tenant: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<FinishedRecord>, StoreError> {
+        let (tenant, key) = (tenant.to_owned(), key.as_str().to_owned());
+        let now_ms = self.clock.now_ms();
+        self.read(move |conn| sql::finished(conn, &tenant, &key, now_ms))
+            .await
+    }
+
+    async fn place(&self, new: NewOrder) -> Result<Placement, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(writer::Job::Place(new, reply), answer).await
+    }
+
+    async fn order_by_id(&self, tenant: &str, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            sql::order_body(conn, sql::ORDER_BY_ID, params![id.to_string(), tenant])
+        })
+        .await
+    }
+
+    async fn order_by_key(
+        &self,
+        tenant: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let (tenant, key) = (tenant.to_owned(), key.as_str().to_owned());
+        self.read(move |conn| sql::order_body(conn, sql::ORDER_BY_KEY, params![tenant, key]))
+            .await
+    }
+
+    async fn purge_expired(&self, batch: usize) -> Result<usize, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(writer::Job::Purge(batch, reply), answer).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+}

@@ -1,0 +1,149 @@
+//! The single writer thread: group commit for SQLite.
+//!
+//! SQLite has one writer at a time and a durable commit costs an fsync, so requests
+//! queue here and the thread commits everything that queued while the last fsync ran
+//! in one transaction. Each request gets a savepoint, so one failing request does not
+//! fail the others in its batch.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::sql;
+use crate::clock::Clock;
+use crate::store::{NewOrder, Placement, StoreError};
+
+/// Most jobs in one transaction: bounds a batch's latency, not its throughput.
+const MAX_BATCH: usize = 512;
+
+/// Work for the writer thread. Place jobs are nearly all of them, so they are not boxed.
+#[allow(clippy::large_enum_variant)]
+pub enum Job {
+    Place(NewOrder, oneshot::Sender<Result<Placement, StoreError>>),
+    Purge(usize, oneshot::Sender<Result<usize, StoreError>>),
+}
+
+/// Starts the writer thread; it ends when every sender is dropped.
+pub fn spawn(
+    conn: Connection,
+    clock: Arc<dyn Clock>,
+) -> std::io::Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
+    let handle = std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || run(conn, clock, rx))?;
+    Ok((tx, handle))
+}
+
+fn run(mut conn: Connection, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, clock.as_ref(), &mut batch);
+    }
+}
+
+/// What each job will be answered once the batch's fate is known.
+enum Answer {
+    Place(
+        oneshot::Sender<Result<Placement, StoreError>>,
+        Result<Placement, StoreError>,
+    ),
+    Purge(
+        oneshot::Sender<Result<usize, StoreError>>,
+        Result<usize, StoreError>,
+    ),
+}
+
+fn commit_batch(conn: &mut Connection, clock: &dyn Clock, batch: &mut Vec<Job>) {
+    let now_ms = clock.now_ms();
+    let mut answers = Vec::with_capacity(batch.len());
+    let outcome = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::from)
+        .and_then(|mut tx| {
+            for job in batch.drain(..) {
+                answers.push(run_job(&mut tx, job, now_ms));
+            }
+            tx.commit().map_err(StoreError::from)
+        });
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, jobs = answers.len().max(batch.len()), "group commit failed");
+    }
+    // Jobs never run (the transaction did not begin) still need an answer.
+    for job in batch.drain(..) {
+        answers.push(match job {
+            Job::Place(_, reply) => Answer::Place(reply, Err(StoreError::Closed)),
+            Job::Purge(_, reply) => Answer::Purge(reply, Err(StoreError::Closed)),
+        });
+    }
+    for answer in answers {
+        send(answer, outcome.as_ref().err());
+    }
+}
+
+/// Answers a job; a failed commit turns every result into that failure.
+fn send(answer: Answer, commit_error: Option<&StoreError>) {
+    let failed = |e: &StoreError| StoreError::Database(e.to_string());
+    match answer {
+        Answer::Place(reply, result) => {
+            let _ = reply.send(match commit_error {
+                Some(e) if !matches!(result, Ok(Placement::Abandoned)) => Err(failed(e)),
+                _ => result,
+            });
+        }
+        Answer::Purge(reply, result) => {
+            let _ = reply.send(commit_error.map_or(result, |e| Err(failed(e))));
+        }
+    }
+}
+
+fn run_job(tx: &mut rusqlite::Transaction<'_>, job: Job, now_ms: i64) -> Answer {
+    match job {
+        Job::Place(new, reply) => {
+            if !new.lease.take() {
+                return Answer::Place(reply, Ok(Placement::Abandoned));
+            }
+            Answer::Place(reply, in_savepoint(tx, |c| place(c, &new, now_ms)))
+        }
+        Job::Purge(limit, reply) => {
+            let purged = in_savepoint(tx, |c| {
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                Ok(c.prepare_cached(sql::PURGE_EXPIRED)?
+                    .execute(rusqlite::params![now_ms, limit])?)
+            });
+            Answer::Purge(reply, purged)
+        }
+    }
+}
+
+fn place(conn: &Connection, new: &NewOrder, now_ms: i64) -> Result<Placement, StoreError> {
+    if sql::claim_and_insert(conn, new, now_ms)? {
+        return Ok(Placement::Placed);
+    }
+    let key = new.order.idempotency_key.as_str();
+    match sql::finished(conn, &new.tenant, key, now_ms)? {
+        Some(record) => Ok(Placement::Exists(record)),
+        None => Err(StoreError::Database(
+            "key neither claimable nor finished".into(),
+        )),
+    }
+}
+
+/// Runs `work` in a savepoint: on error only its own changes are rolled back.
+fn in_savepoint<T>(
+    tx: &mut rusqlite::Transaction<'_>,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let savepoint = tx.savepoint()?;
+    let result = work(&savepoint)?;
+    savepoint.commit()?;
+    Ok(result)
+}

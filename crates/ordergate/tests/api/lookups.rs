@@ -1,0 +1,102 @@
+//! `GET /orders/{id}`, `GET /orders?idempotencyKey=K` and `HEAD`.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn an_order_can_be_read_back_by_id_and_by_key() {
+    let app = spawn_app().await;
+    let created = app.post("lookup-me", ORDER).await;
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let body = created.bytes().await.expect("body");
+    let by_id = app.get_as(ACME, &location).await;
+    assert_eq!(by_id.status(), 200);
+    assert_eq!(by_id.headers()["content-type"], "application/json");
+    assert_eq!(by_id.bytes().await.expect("body"), body);
+    let by_key = app.get_as(ACME, "/orders?idempotencyKey=lookup-me").await;
+    assert_eq!(by_key.status(), 200);
+    assert_eq!(by_key.bytes().await.expect("body"), body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn head_answers_like_get_without_a_body() {
+    let app = spawn_app().await;
+    let created = app.post("head-me", ORDER).await;
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    for path in [location.as_str(), "/orders?idempotencyKey=head-me"] {
+        let head = app
+            .client
+            .head(app.url(path))
+            .bearer_auth(ACME)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(head.status(), 200);
+        assert!(head.bytes().await.expect("body").is_empty());
+    }
+    let missing = app
+        .client
+        .head(app.url("/orders/not-a-uuid"))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(missing.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_ids_and_keys_are_404() {
+    let app = spawn_app().await;
+    for path in [
+        "/orders/not-a-uuid",
+        "/orders/0192f1c4-0000-7000-8000-000000000000",
+        "/orders?idempotencyKey=never-used",
+    ] {
+        let (status, code, _) = problem(app.get_as(ACME, path).await).await;
+        assert_eq!((status, code.as_str()), (404, "not_found"), "{path}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn lookups_need_the_token() {
+    let app = spawn_app().await;
+    let created = app.post("private", ORDER).await;
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    for path in [location.as_str(), "/orders?idempotencyKey=private"] {
+        let response = app.client.get(app.url(path)).send().await.expect("sent");
+        let (status, _, _) = problem(response).await;
+        assert_eq!(status, 401, "{path}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_lookup_without_a_key_parameter_is_a_400() {
+    let app = spawn_app().await;
+    let (status, code, _) = problem(app.get_as(ACME, "/orders").await).await;
+    assert_eq!((status, code.as_str()), (400, "missing_idempotency_key"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_lookup_by_key_accepts_the_quoted_form_url_encoded() {
+    let app = spawn_app().await;
+    let created = app.post("q,k", ORDER).await;
+    assert_eq!(created.status(), 400, "a plain key may not hold a comma");
+    let created = app.post("\"q,k\"", ORDER).await;
+    let body = created.bytes().await.expect("body");
+    let found = app.get_as(ACME, "/orders?idempotencyKey=%22q%2Ck%22").await;
+    assert_eq!(found.bytes().await.expect("body"), body);
+    app.stop().await;
+}

@@ -1,0 +1,219 @@
+//! The store contract: what every backend must do, run against each backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordergate::clock::ManualClock;
+use ordergate::store::sqlite::SqliteStore;
+use ordergate::store::{DynStore, Lease, NewOrder, Placement};
+use ordergate_core::{IdempotencyKey, Order, Payload, StoredResponse};
+use uuid::Uuid;
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn new_order(tenant: &str, key: &str, body: &str, ttl: Duration) -> NewOrder {
+    let payload = Payload::from_body(body.as_bytes());
+    let order = Order {
+        order_id: Uuid::now_v7(),
+        request: payload.order_request().expect("valid order"),
+        accepted_at_ms: 1_700_000_000_000,
+        idempotency_key: IdempotencyKey::parse(key.as_bytes()).expect("key"),
+    };
+    NewOrder {
+        tenant: tenant.into(),
+        response: StoredResponse {
+            status: 201,
+            location: order.location(),
+            body: order.to_json(),
+        },
+        order,
+        fingerprint: payload.fingerprint().expect("fingerprint"),
+        result_ttl: ttl,
+        lease: Lease::default(),
+    }
+}
+
+fn key(k: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(k.as_bytes()).expect("key")
+}
+
+const BODY: &str = r#"{"symbol":"AAPL","side":"buy","quantity":1}"#;
+
+/// A backend under test and the clock it reads.
+pub struct Backend {
+    pub store: DynStore,
+    pub clock: ManualClock,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::starting_at(1_700_000_000_000);
+    let store = SqliteStore::open(&dir.path().join("s.db"), Arc::new(clock.clone())).expect("open");
+    Backend {
+        store: Arc::new(store),
+        clock,
+        _dir: Some(dir),
+    }
+}
+
+pub async fn a_placed_order_is_finished_and_readable(b: Backend) {
+    let new = new_order("t", "k", BODY, TTL);
+    let id = new.order.order_id;
+    assert_eq!(
+        b.store.place(new.clone()).await.expect("place"),
+        Placement::Placed
+    );
+    let record = b
+        .store
+        .finished("t", &key("k"))
+        .await
+        .expect("read")
+        .expect("finished");
+    assert_eq!(record.response, new.response);
+    assert_eq!(record.fingerprint, new.fingerprint);
+    let by_id = b.store.order_by_id("t", id).await.expect("read");
+    assert_eq!(by_id, Some(new.response.body.clone()));
+    assert_eq!(
+        b.store.order_by_key("t", &key("k")).await.expect("read"),
+        by_id
+    );
+    assert_eq!(b.store.order_by_id("other", id).await.expect("read"), None);
+    assert_eq!(
+        b.store.finished("other", &key("k")).await.expect("read"),
+        None
+    );
+}
+
+pub async fn a_second_placement_of_a_live_key_returns_the_first(b: Backend) {
+    let first = new_order("t", "k", BODY, TTL);
+    b.store.place(first.clone()).await.expect("place");
+    let second = new_order("t", "k", BODY, TTL);
+    match b.store.place(second.clone()).await.expect("place") {
+        Placement::Exists(record) => assert_eq!(record.response, first.response),
+        other => panic!("expected the first record, got {other:?}"),
+    }
+    assert_eq!(
+        b.store
+            .order_by_id("t", second.order.order_id)
+            .await
+            .expect("read"),
+        None
+    );
+}
+
+pub async fn an_abandoned_order_is_not_placed(b: Backend) {
+    let new = new_order("t", "k", BODY, TTL);
+    assert!(new.lease.abandon());
+    assert_eq!(
+        b.store.place(new).await.expect("place"),
+        Placement::Abandoned
+    );
+    assert_eq!(
+        b.store.order_by_key("t", &key("k")).await.expect("read"),
+        None
+    );
+}
+
+pub async fn an_expired_record_is_gone_before_the_purge_and_the_key_is_new_again(b: Backend) {
+    let old = new_order("t", "k", BODY, Duration::from_secs(10));
+    b.store.place(old.clone()).await.expect("place");
+    b.clock.advance_ms(10_000);
+    assert_eq!(b.store.finished("t", &key("k")).await.expect("read"), None);
+    let new = new_order("t", "k", BODY, Duration::from_secs(10));
+    assert_eq!(
+        b.store.place(new.clone()).await.expect("place"),
+        Placement::Placed
+    );
+    // Orders are kept; the lookup by key gives the newest.
+    let mut newest = new.clone();
+    newest.order.accepted_at_ms += 1;
+    assert!(
+        b.store
+            .order_by_id("t", old.order.order_id)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert_eq!(
+        b.store.order_by_key("t", &key("k")).await.expect("read"),
+        Some(new.response.body.clone())
+    );
+}
+
+pub async fn the_purge_deletes_only_expired_records(b: Backend) {
+    for i in 0..7 {
+        b.store
+            .place(new_order(
+                "t",
+                &format!("old{i}"),
+                BODY,
+                Duration::from_secs(10),
+            ))
+            .await
+            .expect("place");
+    }
+    b.store
+        .place(new_order("t", "fresh", BODY, Duration::from_secs(100)))
+        .await
+        .expect("place");
+    b.clock.advance_ms(10_000);
+    // Re-claimed after expiry: its new record must survive the purge.
+    let reclaimed = new_order("t", "old0", BODY, Duration::from_secs(10));
+    b.store.place(reclaimed.clone()).await.expect("place");
+    assert_eq!(
+        b.store.purge_expired(4).await.expect("purge"),
+        4,
+        "small batches"
+    );
+    assert_eq!(b.store.purge_expired(4).await.expect("purge"), 2);
+    assert_eq!(b.store.purge_expired(4).await.expect("purge"), 0);
+    let kept = b
+        .store
+        .finished("t", &key("old0"))
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(kept.response, reclaimed.response);
+    assert!(
+        b.store
+            .finished("t", &key("fresh"))
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert!(
+        b.store
+            .order_by_key("t", &key("old3"))
+            .await
+            .expect("read")
+            .is_some(),
+        "orders stay"
+    );
+}
+
+pub async fn ping_answers(b: Backend) {
+    b.store.ping().await.expect("ping");
+}
+
+macro_rules! store_contract {
+    ($backend:ident: $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::$backend().await).await;
+                }
+            )*
+        }
+    };
+}
+
+store_contract!(sqlite:
+    a_placed_order_is_finished_and_readable,
+    a_second_placement_of_a_live_key_returns_the_first,
+    an_abandoned_order_is_not_placed,
+    an_expired_record_is_gone_before_the_purge_and_the_key_is_new_again,
+    the_purge_deletes_only_expired_records,
+    ping_answers,
+);
