@@ -20,7 +20,12 @@ async fn concurrent_first_requests_for_one_key_place_exactly_one_order() {
             let status = response.status().as_u16();
             let replay = response.headers().get("idempotent-replay").is_some();
             let retry_after = response.headers().get("retry-after").cloned();
-            (status, replay, retry_after, response.bytes().await.expect("body"))
+            (
+                status,
+                replay,
+                retry_after,
+                response.bytes().await.expect("body"),
+            )
         }))
         .await;
         let mut created = 0;
@@ -35,13 +40,26 @@ async fn concurrent_first_requests_for_one_key_place_exactly_one_order() {
                 other => panic!("unexpected status {other} in round {round}"),
             }
         }
-        assert_eq!(created, 1, "exactly one request places the order (round {round})");
-        assert_eq!(bodies.len(), 1, "every 201 carries the same order (round {round})");
+        assert_eq!(
+            created, 1,
+            "exactly one request places the order (round {round})"
+        );
+        assert_eq!(
+            bodies.len(),
+            1,
+            "every 201 carries the same order (round {round})"
+        );
         let body = bodies.into_iter().next().expect("one body");
-        let found = app.get_as(ACME, &format!("/orders?idempotencyKey={key}")).await;
+        let found = app
+            .get_as(ACME, &format!("/orders?idempotencyKey={key}"))
+            .await;
         assert_eq!(found.bytes().await.expect("body"), body);
     }
-    assert_eq!(orders_per_key(&app).await, vec![1; ROUNDS], "one row per key in the database");
+    assert_eq!(
+        orders_per_key(&app).await,
+        vec![1; ROUNDS],
+        "one row per key in the database"
+    );
     app.stop().await;
 }
 
