@@ -75,7 +75,7 @@ pub async fn serve_with_clock(
     };
     let _purge = AbortOnDrop(spawn_purge(store, args.result_ttl));
     let _reload = AbortOnDrop(spawn_key_reload(auth));
-    tracing::info!(%addr, database = ?args.database, "ordergate listening");
+    tracing::info!(%addr, pid = std::process::id(), database = ?args.database, "ordergate listening");
     let flag = state.shutting_down.clone();
     let shutdown = async move {
         shutdown.await;

@@ -31,6 +31,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     dir: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
+    /// The readiness flag, where the test built the state itself.
+    pub shutting_down: Option<Arc<AtomicBool>>,
     pub server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -81,6 +83,7 @@ pub async fn spawn_app_with_clock(extra: &[&str], clock: Arc<dyn Clock>) -> Test
         client: reqwest::Client::new(),
         dir,
         shutdown: Some(tx),
+        shutting_down: None,
         server: Some(server),
     }
 }
@@ -107,6 +110,7 @@ pub async fn spawn_app_on_store(
         max_body: args.max_body,
         shutting_down: Arc::new(AtomicBool::new(false)),
     };
+    let shutting_down = state.shutting_down.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let (tx, rx) = oneshot::channel();
@@ -123,6 +127,7 @@ pub async fn spawn_app_on_store(
         client: reqwest::Client::new(),
         dir,
         shutdown: Some(tx),
+        shutting_down: Some(shutting_down),
         server: Some(server),
     }
 }

@@ -2,11 +2,16 @@
 //! fresh database for every test.
 
 mod check_order;
+mod command_line;
+mod crash;
+mod durability;
 mod helpers;
 mod lookups;
 mod ops;
 mod post_orders;
+mod process;
 mod race;
+mod retention;
 mod store_contract;
 mod tenants;
 mod unavailable;

@@ -38,3 +38,27 @@ async fn metrics_count_outcomes_and_latency() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn readiness_turns_503_once_shutdown_begins() {
+    let app = spawn_app_on_store(|store| store, std::time::Duration::from_secs(30)).await;
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), 200);
+    let flag = app.shutting_down.clone().expect("flag");
+    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, code, _) = problem(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (503, "unavailable"));
+    app.stop().await;
+}

@@ -1,0 +1,191 @@
+//! The command line and process behaviour of the real binary: environment variables,
+//! open mode, one process per SQLite file, SIGHUP and SIGTERM.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::helpers::ORDER;
+use crate::process::{self, Started};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn post(gw: &process::Gateway, token: Option<&str>, key: &str, body: &str) -> u16 {
+    let mut request = client()
+        .post(gw.url("/orders"))
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("sent").status().as_u16()
+}
+
+#[tokio::test]
+async fn every_setting_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cmd = process::command(&[]);
+    cmd.env("ORDERGATE_LISTEN", "127.0.0.1:0")
+        .env("ORDERGATE_DATABASE", process::sqlite_url(dir.path()))
+        .env("ORDERGATE_API_KEYS", "acme:t-acme,globex:t-globex")
+        .env("ORDERGATE_MAX_BODY", "100")
+        .env("ORDERGATE_RESULT_TTL", "1h")
+        .env("ORDERGATE_LEASE_TTL", "5s")
+        .env("ORDERGATE_SHUTDOWN_TIMEOUT", "2s");
+    let gw = process::serve(cmd);
+    assert_eq!(post(&gw, Some("t-acme"), "e1", ORDER).await, 201);
+    assert_eq!(post(&gw, Some("t-globex"), "e1", ORDER).await, 201);
+    assert_eq!(post(&gw, None, "e2", ORDER).await, 401);
+    let big = format!("{ORDER}{}", " ".repeat(100));
+    assert_eq!(post(&gw, Some("t-acme"), "e3", &big).await, 413);
+    assert!(dir.path().join("ordergate.db").exists());
+    gw.signal("TERM");
+    assert!(gw.wait(Duration::from_secs(10)).success());
+}
+
+#[tokio::test]
+async fn open_mode_serves_tenant_default_on_loopback_only() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = process::sqlite_url(dir.path());
+    let gw = process::serve(process::command(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &db,
+    ]));
+    assert_eq!(post(&gw, None, "open", ORDER).await, 201);
+    let found = client()
+        .get(gw.url("/orders?idempotencyKey=open"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(found.status(), 200);
+    drop(gw);
+
+    let other = tempfile::tempdir().expect("dir");
+    let db = process::sqlite_url(other.path());
+    match process::start(process::command(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--database",
+        &db,
+    ])) {
+        Started::Exited(status, log) => {
+            assert!(!status.success());
+            assert!(log.join("\n").contains("open mode"), "{log:?}");
+        }
+        Started::Serving(_) => panic!("open mode must not serve on a public address"),
+    }
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_sqlite_file_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = process::sqlite_url(dir.path());
+    let args = ["--listen", "127.0.0.1:0", "--database", &db];
+    let first = process::serve(process::command(&args));
+    match process::start(process::command(&args)) {
+        Started::Exited(status, log) => {
+            assert!(!status.success());
+            assert!(log.join("\n").contains("in use"), "{log:?}");
+        }
+        Started::Serving(_) => panic!("two processes on one SQLite file"),
+    }
+    assert_eq!(post(&first, None, "still-mine", ORDER).await, 201);
+    // The lock dies with its process, even after kill -9.
+    first.crash();
+    let again = process::serve(process::command(&args));
+    assert_eq!(post(&again, None, "still-mine", ORDER).await, 201);
+}
+
+#[tokio::test]
+async fn the_api_keys_file_is_re_read_on_sighup() {
+    let dir = tempfile::tempdir().expect("dir");
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "# tenants\nacme:old-token\n").expect("write keys");
+    let db = process::sqlite_url(dir.path());
+    let keys_arg = keys.display().to_string();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &db,
+        "--api-keys-file",
+        &keys_arg,
+    ];
+    let gw = process::serve(process::command(&args));
+    assert_eq!(post(&gw, Some("old-token"), "h1", ORDER).await, 201);
+    assert_eq!(post(&gw, Some("new-token"), "h2", ORDER).await, 401);
+    std::fs::write(&keys, "acme:new-token\n").expect("rewrite keys");
+    gw.signal("HUP");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if post(&gw, Some("new-token"), "h2", ORDER).await == 201 {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reloaded, "the new token works after SIGHUP");
+    assert_eq!(post(&gw, Some("old-token"), "h3", ORDER).await, 401);
+    assert!(
+        !gw.log_text().contains("new-token"),
+        "tokens are never logged"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = process::sqlite_url(dir.path());
+    let gw = process::serve(process::command(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &db,
+    ]));
+    // Half a request: headers and part of the body, then SIGTERM, then the rest.
+    let mut stream = std::net::TcpStream::connect(gw.addr).expect("connect");
+    let head = format!(
+        "POST /orders HTTP/1.1\r\nhost: x\r\nidempotency-key: drain\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        ORDER.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write");
+    stream.write_all(&ORDER.as_bytes()[..10]).expect("write");
+    std::thread::sleep(Duration::from_millis(200));
+    gw.signal("TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    stream.write_all(&ORDER.as_bytes()[10..]).expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(
+        gw.wait(Duration::from_secs(10)).success(),
+        "exit 0 after draining"
+    );
+}
+
+#[test]
+fn help_lists_every_flag() {
+    let out = std::process::Command::new(process::BIN)
+        .args(["serve", "--help"])
+        .output()
+        .expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--database",
+        "--api-key",
+        "--api-keys-file",
+        "--result-ttl",
+        "--lease-ttl",
+        "--max-body",
+        "--shutdown-timeout",
+        "ORDERGATE_API_KEYS_FILE",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}

@@ -1,0 +1,147 @@
+//! The real `ordergate` binary as a child process, for tests of the command line,
+//! signals and crashes.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ordergate");
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running `ordergate serve` (possibly under a wrapper such as strace).
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// The server's own pid (the child may be a wrapper such as strace).
+    pub pid: u32,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+/// How a start attempt ended.
+pub enum Started {
+    Serving(Gateway),
+    Exited(ExitStatus, Vec<String>),
+}
+
+/// `ordergate serve ARGS` with `--listen 127.0.0.1:0` unless ARGS or ENV say otherwise.
+pub fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve");
+    cmd.args(args);
+    cmd
+}
+
+/// A fresh SQLite URL in `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("ordergate.db").display())
+}
+
+/// Starts the command and waits until it logs its address or exits.
+pub fn start(mut cmd: Command) -> Started {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env("RUST_LOG", "info")
+        .env_remove("RUST_BACKTRACE");
+    let mut child = cmd.spawn().expect("spawn ordergate");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (found, addr) = mpsc::channel();
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(found_at) = listening_address(&line) {
+                let _ = found.send(found_at);
+            }
+            lines.lock().expect("log").push(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok((addr, pid)) = addr.recv_timeout(Duration::from_millis(50)) {
+            return Started::Serving(Gateway {
+                child,
+                addr,
+                pid,
+                log,
+            });
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            std::thread::sleep(Duration::from_millis(100));
+            let lines = log.lock().expect("log").clone();
+            return Started::Exited(status, lines);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ordergate did not start"
+        );
+    }
+}
+
+/// Starts the command and expects it to serve.
+pub fn serve(cmd: Command) -> Gateway {
+    match start(cmd) {
+        Started::Serving(gateway) => gateway,
+        Started::Exited(status, log) => panic!("ordergate exited ({status}):\n{}", log.join("\n")),
+    }
+}
+
+/// The address and pid from the "ordergate listening" log line.
+fn listening_address(line: &str) -> Option<(SocketAddr, u32)> {
+    if !line.contains("ordergate listening") {
+        return None;
+    }
+    let field = |name: &str| {
+        let start = line.find(name)? + name.len();
+        line[start..].split_whitespace().next()
+    };
+    Some((field("addr=")?.parse().ok()?, field("pid=")?.parse().ok()?))
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// `kill -9`, and wait for the process to be gone.
+    pub fn crash(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait(mut self, limit: Duration) -> ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("ordergate did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
