@@ -1,11 +1,13 @@
 //! The idempotency protocol, run once for every backend.
 //!
-//! 1. Claim the key in this process ([`InFlight`]); if another request holds it, wait
-//!    up to [`IN_FLIGHT_WAIT`] for it to end, then start over or answer 409.
-//! 2. A finished record answers: same payload → replay; another payload → 422.
-//! 3. Only then validate the body (a retry of an accepted order always replays).
+//! 1. A finished record answers: same payload → replay; another payload → 422. Replays
+//!    take no lock, so retries of one key never queue behind each other.
+//! 2. Only then validate the body (a retry of an accepted order always replays).
+//! 3. Claim the key in this process ([`InFlight`]); if another request holds it, wait
+//!    up to [`IN_FLIGHT_WAIT`] for it to end, then start over at 1 or answer 409.
 //! 4. Place the order: claim, order and response in one commit in the store, which
-//!    has the last word (another process may have won the key in the database).
+//!    has the last word (a request may have finished since 1, or another process
+//!    may have won the key in the database).
 //!
 //! The whole request is bounded by the lease: past it the order is abandoned before
 //! the store starts on it, and the client gets 503 (outcome unknown, retry same key).
@@ -14,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordergate_core::{
-    FinishedRecord, IdempotencyKey, Order, Outcome, Payload, RetryVerdict, StoredResponse,
+    FinishedRecord, IdempotencyKey, Order, OrderRequest, Outcome, Payload, RetryVerdict,
+    StoredResponse,
 };
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
@@ -61,13 +64,23 @@ impl Gateway {
     async fn submit_until(&self, s: &Submission, deadline: Instant) -> Result<Outcome, StoreError> {
         let wait_until = Instant::now() + IN_FLIGHT_WAIT;
         loop {
+            let finished = timeout_at(deadline, self.store.finished(&s.tenant, &s.key))
+                .await
+                .map_err(|_| StoreError::Database("lease ran out while reading".into()))??;
+            if let Some(record) = finished {
+                return Ok(verdict(&record, &s.payload));
+            }
+            // Nothing is stored for an invalid body, so answering it here is as if the
+            // whole request ran at the moment of the read above.
+            let request = match s.payload.order_request() {
+                Ok(request) => request,
+                Err(invalid) => return Ok(Outcome::Invalid(invalid)),
+            };
             match self.in_flight.claim(&s.tenant, s.key.as_str()) {
-                Ok(_claim) => return self.submit_claimed(s, deadline).await,
+                Ok(_claim) => return self.place_claimed(s, request, deadline).await,
                 Err(other) => {
-                    if timeout_at(wait_until.min(deadline), other.wait())
-                        .await
-                        .is_err()
-                    {
+                    let waited = timeout_at(wait_until.min(deadline), other.wait()).await;
+                    if waited.is_err() {
                         return Ok(Outcome::InProgress);
                     }
                 }
@@ -75,21 +88,14 @@ impl Gateway {
         }
     }
 
-    async fn submit_claimed(
+    /// Places the order while holding the key's in-process claim. A request that
+    /// finished since the read above is caught by the store, which answers `Exists`.
+    async fn place_claimed(
         &self,
         s: &Submission,
+        request: OrderRequest,
         deadline: Instant,
     ) -> Result<Outcome, StoreError> {
-        let finished = timeout_at(deadline, self.store.finished(&s.tenant, &s.key)).await;
-        let finished =
-            finished.map_err(|_| StoreError::Database("lease ran out while reading".into()))?;
-        if let Some(record) = finished? {
-            return Ok(verdict(&record, &s.payload));
-        }
-        let request = match s.payload.order_request() {
-            Ok(request) => request,
-            Err(invalid) => return Ok(Outcome::Invalid(invalid)),
-        };
         let order = Order {
             order_id: Uuid::now_v7(),
             request,
