@@ -192,6 +192,33 @@ pub async fn the_purge_deletes_only_expired_records(b: Backend) {
     );
 }
 
+pub async fn a_failing_placement_fails_alone_and_leaves_no_claim(b: Backend) {
+    let good: Vec<NewOrder> = (0..8)
+        .map(|i| new_order("t", &format!("good{i}"), BODY, TTL))
+        .collect();
+    // Same order id as another order: its insert must fail, after its key was claimed.
+    let mut clash = new_order("t", "clash", BODY, TTL);
+    clash.order.order_id = good[3].order.order_id;
+    let placements = good.iter().cloned().map(|n| b.store.place(n));
+    let (results, clashed) =
+        tokio::join!(futures::future::join_all(placements), b.store.place(clash));
+    let placed = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Placement::Placed)))
+        .count();
+    assert_eq!(placed, good.len(), "the others in the batch are placed");
+    assert!(clashed.is_err());
+    assert_eq!(
+        b.store.finished("t", &key("clash")).await.expect("read"),
+        None,
+        "no half-done claim"
+    );
+    for n in &good {
+        let key = n.order.idempotency_key.clone();
+        assert!(b.store.finished("t", &key).await.expect("read").is_some());
+    }
+}
+
 pub async fn ping_answers(b: Backend) {
     b.store.ping().await.expect("ping");
 }
@@ -215,5 +242,6 @@ store_contract!(sqlite:
     an_abandoned_order_is_not_placed,
     an_expired_record_is_gone_before_the_purge_and_the_key_is_new_again,
     the_purge_deletes_only_expired_records,
+    a_failing_placement_fails_alone_and_leaves_no_claim,
     ping_answers,
 );

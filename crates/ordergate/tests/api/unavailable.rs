@@ -168,3 +168,27 @@ async fn a_request_past_its_lease_is_abandoned_and_its_key_is_free_again() {
     assert_eq!(status, 404, "an abandoned request never completes");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_after_sending_its_body_still_gets_its_order_placed() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_on_store(slow(Duration::from_millis(300)), LONG_LEASE).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "POST /orders HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ACME}\r\n\
+         idempotency-key: hang-up\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{ORDER}",
+        ORDER.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let found = app.get_as(ACME, "/orders?idempotencyKey=hang-up").await;
+    assert_eq!(found.status(), 200, "the request ran to its end");
+    let retry = app.post("hang-up", ORDER).await;
+    assert_eq!(retry.headers()["idempotent-replay"], "true");
+    app.stop().await;
+}
