@@ -22,6 +22,7 @@ use crate::http::{AppState, app};
 use crate::idempotency::Gateway;
 use crate::inflight::InFlight;
 use crate::store::DynStore;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::telemetry::Metrics;
 
@@ -59,7 +60,7 @@ pub async fn serve_with_clock(
     if auth.is_open() {
         tracing::warn!("no API keys configured: open mode, every request is tenant \"default\"");
     }
-    let store = open_store(&args.database, clock.clone()).await?;
+    let store = open_store(&args.database, clock.clone(), args.lease_ttl).await?;
     let state = AppState {
         gateway: Gateway {
             store: store.clone(),
@@ -86,7 +87,11 @@ pub async fn serve_with_clock(
     Ok(())
 }
 
-async fn open_store(url: &DatabaseUrl, clock: Arc<dyn Clock>) -> anyhow::Result<DynStore> {
+async fn open_store(
+    url: &DatabaseUrl,
+    clock: Arc<dyn Clock>,
+    lease_ttl: Duration,
+) -> anyhow::Result<DynStore> {
     match url {
         DatabaseUrl::Sqlite(path) => {
             let path = path.clone();
@@ -95,7 +100,11 @@ async fn open_store(url: &DatabaseUrl, clock: Arc<dyn Clock>) -> anyhow::Result<
                 .context("opening the SQLite store")??;
             Ok(Arc::new(store))
         }
-        DatabaseUrl::Postgres(_) => bail!("the PostgreSQL backend is not built yet"),
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(
+            PostgresStore::open(url, lease_ttl)
+                .await
+                .context("opening the PostgreSQL store")?,
+        )),
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`crate::idempotency`]. Every backend must make the claim of a key, the order and
 //! the stored response one atomic, durable commit.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;

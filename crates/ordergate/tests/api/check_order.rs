@@ -3,9 +3,8 @@
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn route_and_method_come_before_the_token() {
-    let app = spawn_app().await;
+async fn route_and_method_come_before_the_token(db: Db) {
+    let app = spawn_app(db).await;
     let unknown = app
         .client
         .post(app.url("/nowhere"))
@@ -41,9 +40,8 @@ async fn route_and_method_come_before_the_token() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_token_comes_before_the_media_type() {
-    let app = spawn_app().await;
+async fn the_token_comes_before_the_media_type(db: Db) {
+    let app = spawn_app(db).await;
     let mut headers = acme_headers(b"k");
     headers.remove("authorization");
     headers.insert("content-type", "text/plain".parse().expect("header"));
@@ -52,9 +50,8 @@ async fn the_token_comes_before_the_media_type() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_media_type_comes_before_the_body_size() {
-    let app = spawn_app_with(&["--max-body", "10"]).await;
+async fn the_media_type_comes_before_the_body_size(db: Db) {
+    let app = spawn_app_with(db, &["--max-body", "10"]).await;
     let mut headers = acme_headers(b"k");
     headers.insert("content-type", "text/plain".parse().expect("header"));
     let (status, _, _) = problem(app.post_raw(headers, ORDER).await).await;
@@ -62,9 +59,8 @@ async fn the_media_type_comes_before_the_body_size() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_body_size_comes_before_the_key() {
-    let app = spawn_app_with(&["--max-body", "10"]).await;
+async fn the_body_size_comes_before_the_key(db: Db) {
+    let app = spawn_app_with(db, &["--max-body", "10"]).await;
     let mut headers = acme_headers(b"k");
     headers.remove("idempotency-key");
     let (status, _, _) = problem(app.post_raw(headers, ORDER).await).await;
@@ -74,17 +70,15 @@ async fn the_body_size_comes_before_the_key() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_key_comes_before_the_record_and_the_body() {
-    let app = spawn_app().await;
+async fn the_key_comes_before_the_record_and_the_body(db: Db) {
+    let app = spawn_app(db).await;
     let (status, code, _) = problem(app.post_raw(acme_headers(b"a,b"), "not json").await).await;
     assert_eq!((status, code.as_str()), (400, "invalid_idempotency_key"));
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_record_comes_before_validation() {
-    let app = spawn_app().await;
+async fn the_record_comes_before_validation(db: Db) {
+    let app = spawn_app(db).await;
     assert_eq!(app.post("done", ORDER).await.status(), 201);
     // An invalid body for a finished key is a reused key, not an invalid order.
     let (status, code, _) = problem(
@@ -95,3 +89,12 @@ async fn the_record_comes_before_validation() {
     assert_eq!((status, code.as_str()), (422, "idempotency_key_reused"));
     app.stop().await;
 }
+
+on_each_backend!(
+    route_and_method_come_before_the_token,
+    the_token_comes_before_the_media_type,
+    the_media_type_comes_before_the_body_size,
+    the_body_size_comes_before_the_key,
+    the_key_comes_before_the_record_and_the_body,
+    the_record_comes_before_validation,
+);

@@ -13,6 +13,7 @@ use ordergate::http::{AppState, app};
 use ordergate::idempotency::Gateway;
 use ordergate::inflight::InFlight;
 use ordergate::store::DynStore;
+use ordergate::store::postgres::PostgresStore;
 use ordergate::store::sqlite::SqliteStore;
 use ordergate::telemetry::Metrics;
 use reqwest::header::HeaderMap;
@@ -20,6 +21,8 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use crate::pg::TestDb;
 
 pub const ACME: &str = "acme-token";
 pub const GLOBEX: &str = "globex-token";
@@ -30,20 +33,51 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     dir: TempDir,
+    /// The PostgreSQL database, when the test runs on PostgreSQL.
+    pub pg: Option<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
     /// The readiness flag, where the test built the state itself.
     pub shutting_down: Option<Arc<AtomicBool>>,
     pub server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// `ordergate serve` arguments as a user would type them, on a fresh database.
-pub fn serve_args(dir: &TempDir, extra: &[&str]) -> ServeArgs {
-    let db = format!("sqlite://{}", dir.path().join("ordergate.db").display());
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each listed `async fn(Db)` once per backend, as `sqlite::NAME` and
+/// `postgres::NAME`.
+macro_rules! on_each_backend {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::helpers::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::helpers::Db::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// `ordergate serve` arguments as a user would type them, on the given database URL.
+pub fn serve_args(db: &str, extra: &[&str]) -> ServeArgs {
     let mut argv = vec![
         "ordergate",
         "serve",
         "--database",
-        &db,
+        db,
         "--api-key",
         "acme:acme-token",
         "--api-key",
@@ -55,18 +89,35 @@ pub fn serve_args(dir: &TempDir, extra: &[&str]) -> ServeArgs {
     }
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(&[]).await
+pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, &[]).await
 }
 
 /// Starts the real server (`server::serve`) with extra command-line flags.
-pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
-    spawn_app_with_clock(extra, Arc::new(SystemClock)).await
+pub async fn spawn_app_with(db: Db, extra: &[&str]) -> TestApp {
+    spawn(db, extra, Arc::new(SystemClock)).await
 }
 
-pub async fn spawn_app_with_clock(extra: &[&str], clock: Arc<dyn Clock>) -> TestApp {
+/// A fresh temp dir, and a fresh PostgreSQL database if the test runs on one.
+async fn fresh_database(db: Db) -> (TempDir, Option<TestDb>, String) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let args = serve_args(&dir, extra);
+    match db {
+        Db::Sqlite => {
+            let url = format!("sqlite://{}", dir.path().join("ordergate.db").display());
+            (dir, None, url)
+        }
+        Db::Postgres => {
+            let pg = TestDb::create().await;
+            let url = pg.url.clone();
+            (dir, Some(pg), url)
+        }
+    }
+}
+
+/// Starts the real server with a clock of the test's (SQLite reads it for expiry).
+pub async fn spawn(db: Db, extra: &[&str], clock: Arc<dyn Clock>) -> TestApp {
+    let (dir, pg, url) = fresh_database(db).await;
+    let args = serve_args(&url, extra);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let (tx, rx) = oneshot::channel();
@@ -82,6 +133,7 @@ pub async fn spawn_app_with_clock(extra: &[&str], clock: Arc<dyn Clock>) -> Test
         addr,
         client: reqwest::Client::new(),
         dir,
+        pg,
         shutdown: Some(tx),
         shutting_down: None,
         server: Some(server),
@@ -90,16 +142,26 @@ pub async fn spawn_app_with_clock(extra: &[&str], clock: Arc<dyn Clock>) -> Test
 
 /// Serves `app(state)` over a store chosen by the test (to slow it down or break it).
 pub async fn spawn_app_on_store(
+    db: Db,
     store: impl FnOnce(DynStore) -> DynStore,
     lease_ttl: std::time::Duration,
 ) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite = SqliteStore::open(&dir.path().join("ordergate.db"), Arc::new(SystemClock))
-        .expect("open store");
-    let args = serve_args(&dir, &[]);
+    let (dir, pg, url) = fresh_database(db).await;
+    let inner: DynStore = match &pg {
+        None => Arc::new(
+            SqliteStore::open(&dir.path().join("ordergate.db"), Arc::new(SystemClock))
+                .expect("open store"),
+        ),
+        Some(pg) => Arc::new(
+            PostgresStore::open(&pg.url, lease_ttl)
+                .await
+                .expect("open store"),
+        ),
+    };
+    let args = serve_args(&url, &[]);
     let state = AppState {
         gateway: Gateway {
-            store: store(Arc::new(sqlite)),
+            store: store(inner),
             clock: Arc::new(SystemClock),
             in_flight: InFlight::default(),
             result_ttl: args.result_ttl,
@@ -126,6 +188,7 @@ pub async fn spawn_app_on_store(
         addr,
         client: reqwest::Client::new(),
         dir,
+        pg,
         shutdown: Some(tx),
         shutting_down: Some(shutting_down),
         server: Some(server),
@@ -139,6 +202,31 @@ impl TestApp {
 
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("ordergate.db")
+    }
+
+    /// How many orders each (tenant, key) has, read straight from the database.
+    pub async fn orders_per_key(&self) -> Vec<i64> {
+        const SQL: &str = "SELECT count(*) FROM orders GROUP BY tenant, idem_key";
+        if let Some(pg) = &self.pg {
+            let rows = pg
+                .client()
+                .await
+                .query(SQL, &[])
+                .await
+                .expect("count orders");
+            return rows.iter().map(|row| row.get(0)).collect();
+        }
+        let db = self.db_path();
+        tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open(db).expect("open database");
+            let mut stmt = conn.prepare(SQL).expect("prepare");
+            stmt.query_map([], |row| row.get(0))
+                .expect("query")
+                .collect::<Result<Vec<i64>, _>>()
+                .expect("rows")
+        })
+        .await
+        .expect("count task")
     }
 
     /// `POST /orders` as tenant acme with a JSON body.

@@ -2,9 +2,8 @@
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn an_order_can_be_read_back_by_id_and_by_key() {
-    let app = spawn_app().await;
+async fn an_order_can_be_read_back_by_id_and_by_key(db: Db) {
+    let app = spawn_app(db).await;
     let created = app.post("lookup-me", ORDER).await;
     let location = created.headers()["location"]
         .to_str()
@@ -21,9 +20,8 @@ async fn an_order_can_be_read_back_by_id_and_by_key() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn head_answers_like_get_without_a_body() {
-    let app = spawn_app().await;
+async fn head_answers_like_get_without_a_body(db: Db) {
+    let app = spawn_app(db).await;
     let created = app.post("head-me", ORDER).await;
     let location = created.headers()["location"]
         .to_str()
@@ -51,9 +49,8 @@ async fn head_answers_like_get_without_a_body() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_ids_and_keys_are_404() {
-    let app = spawn_app().await;
+async fn unknown_ids_and_keys_are_404(db: Db) {
+    let app = spawn_app(db).await;
     for path in [
         "/orders/not-a-uuid",
         "/orders/0192f1c4-0000-7000-8000-000000000000",
@@ -65,9 +62,8 @@ async fn unknown_ids_and_keys_are_404() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn lookups_need_the_token() {
-    let app = spawn_app().await;
+async fn lookups_need_the_token(db: Db) {
+    let app = spawn_app(db).await;
     let created = app.post("private", ORDER).await;
     let location = created.headers()["location"]
         .to_str()
@@ -81,17 +77,15 @@ async fn lookups_need_the_token() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_lookup_without_a_key_parameter_is_a_400() {
-    let app = spawn_app().await;
+async fn a_lookup_without_a_key_parameter_is_a_400(db: Db) {
+    let app = spawn_app(db).await;
     let (status, code, _) = problem(app.get_as(ACME, "/orders").await).await;
     assert_eq!((status, code.as_str()), (400, "missing_idempotency_key"));
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_lookup_by_key_accepts_the_quoted_form_url_encoded() {
-    let app = spawn_app().await;
+async fn a_lookup_by_key_accepts_the_quoted_form_url_encoded(db: Db) {
+    let app = spawn_app(db).await;
     let created = app.post("q,k", ORDER).await;
     assert_eq!(created.status(), 400, "a plain key may not hold a comma");
     let created = app.post("\"q,k\"", ORDER).await;
@@ -100,3 +94,12 @@ async fn a_lookup_by_key_accepts_the_quoted_form_url_encoded() {
     assert_eq!(found.bytes().await.expect("body"), body);
     app.stop().await;
 }
+
+on_each_backend!(
+    an_order_can_be_read_back_by_id_and_by_key,
+    head_answers_like_get_without_a_body,
+    unknown_ids_and_keys_are_404,
+    lookups_need_the_token,
+    a_lookup_without_a_key_parameter_is_a_400,
+    a_lookup_by_key_accepts_the_quoted_form_url_encoded,
+);

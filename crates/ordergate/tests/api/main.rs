@@ -1,13 +1,15 @@
 //! ordergate's integration tests: one binary, a real server on a random port and a
 //! fresh database for every test.
 
+#[macro_use]
+mod helpers;
 mod check_order;
 mod command_line;
 mod crash;
 mod durability;
-mod helpers;
 mod lookups;
 mod ops;
+mod pg;
 mod post_orders;
 mod process;
 mod race;

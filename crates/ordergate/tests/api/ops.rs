@@ -2,9 +2,8 @@
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn health_and_readiness_need_no_token() {
-    let app = spawn_app().await;
+async fn health_and_readiness_need_no_token(db: Db) {
+    let app = spawn_app(db).await;
     for path in ["/healthz", "/readyz"] {
         let response = app.client.get(app.url(path)).send().await.expect("sent");
         assert_eq!(response.status(), 200, "{path}");
@@ -12,9 +11,8 @@ async fn health_and_readiness_need_no_token() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn metrics_count_outcomes_and_latency() {
-    let app = spawn_app().await;
+async fn metrics_count_outcomes_and_latency(db: Db) {
+    let app = spawn_app(db).await;
     app.post("m", ORDER).await;
     app.post("m", ORDER).await;
     app.post_as("bad-token", "m", ORDER).await;
@@ -39,9 +37,8 @@ async fn metrics_count_outcomes_and_latency() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn readiness_turns_503_once_shutdown_begins() {
-    let app = spawn_app_on_store(|store| store, std::time::Duration::from_secs(30)).await;
+async fn readiness_turns_503_once_shutdown_begins(db: Db) {
+    let app = spawn_app_on_store(db, |store| store, std::time::Duration::from_secs(30)).await;
     let ready = app
         .client
         .get(app.url("/readyz"))
@@ -62,3 +59,9 @@ async fn readiness_turns_503_once_shutdown_begins() {
     assert_eq!((status, code.as_str()), (503, "unavailable"));
     app.stop().await;
 }
+
+on_each_backend!(
+    health_and_readiness_need_no_token,
+    metrics_count_outcomes_and_latency,
+    readiness_turns_503_once_shutdown_begins,
+);

@@ -4,9 +4,8 @@ use reqwest::header::HeaderMap;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn a_new_valid_order_is_created_with_its_location() {
-    let app = spawn_app().await;
+async fn a_new_valid_order_is_created_with_its_location(db: Db) {
+    let app = spawn_app(db).await;
     let response = app.post("first-order", ORDER).await;
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["content-type"], "application/json");
@@ -35,9 +34,8 @@ async fn a_new_valid_order_is_created_with_its_location() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_retry_with_the_same_payload_gets_the_original_answer_byte_for_byte() {
-    let app = spawn_app().await;
+async fn a_retry_with_the_same_payload_gets_the_original_answer_byte_for_byte(db: Db) {
+    let app = spawn_app(db).await;
     let first = app.post("retry-me", ORDER).await;
     let location = first.headers()["location"].clone();
     let body = first.bytes().await.expect("body");
@@ -52,9 +50,8 @@ async fn a_retry_with_the_same_payload_gets_the_original_answer_byte_for_byte() 
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_quoted_and_plain_forms_of_a_key_are_one_key() {
-    let app = spawn_app().await;
+async fn the_quoted_and_plain_forms_of_a_key_are_one_key(db: Db) {
+    let app = spawn_app(db).await;
     let first = app.post("  abc  ", ORDER).await;
     let body = first.bytes().await.expect("body");
     assert_eq!(order_id(&body).len(), 36);
@@ -73,9 +70,8 @@ async fn the_quoted_and_plain_forms_of_a_key_are_one_key() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_same_key_with_another_payload_is_refused() {
-    let app = spawn_app().await;
+async fn the_same_key_with_another_payload_is_refused(db: Db) {
+    let app = spawn_app(db).await;
     assert_eq!(app.post("k1", ORDER).await.status(), 201);
     for other in [
         r#"{"symbol":"AAPL","side":"buy","quantity":101}"#,
@@ -94,9 +90,8 @@ async fn the_same_key_with_another_payload_is_refused() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_missing_key_is_a_400() {
-    let app = spawn_app().await;
+async fn a_missing_key_is_a_400(db: Db) {
+    let app = spawn_app(db).await;
     let mut headers = acme_headers(b"x");
     headers.remove("idempotency-key");
     let (status, code, _) = problem(app.post_raw(headers, ORDER).await).await;
@@ -104,9 +99,8 @@ async fn a_missing_key_is_a_400() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn malformed_keys_are_a_400() {
-    let app = spawn_app().await;
+async fn malformed_keys_are_a_400(db: Db) {
+    let app = spawn_app(db).await;
     let long = "k".repeat(256);
     let cases: Vec<&[u8]> = vec![
         b"",
@@ -136,16 +130,14 @@ async fn malformed_keys_are_a_400() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_key_of_255_characters_is_accepted() {
-    let app = spawn_app().await;
+async fn a_key_of_255_characters_is_accepted(db: Db) {
+    let app = spawn_app(db).await;
     assert_eq!(app.post(&"k".repeat(255), ORDER).await.status(), 201);
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_missing_or_unknown_token_is_a_401() {
-    let app = spawn_app().await;
+async fn a_missing_or_unknown_token_is_a_401(db: Db) {
+    let app = spawn_app(db).await;
     let mut no_token = acme_headers(b"k");
     no_token.remove("authorization");
     let mut wrong = acme_headers(b"k");
@@ -164,9 +156,8 @@ async fn a_missing_or_unknown_token_is_a_401() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_body_over_the_limit_is_a_413_declared_or_streamed() {
-    let app = spawn_app_with(&["--max-body", "1024"]).await;
+async fn a_body_over_the_limit_is_a_413_declared_or_streamed(db: Db) {
+    let app = spawn_app_with(db, &["--max-body", "1024"]).await;
     let big = format!(
         r#"{{"symbol":"{}","side":"buy","quantity":1}}"#,
         "A".repeat(2000)
@@ -184,9 +175,8 @@ async fn a_body_over_the_limit_is_a_413_declared_or_streamed() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_default_body_limit_is_64_kib() {
-    let app = spawn_app().await;
+async fn the_default_body_limit_is_64_kib(db: Db) {
+    let app = spawn_app(db).await;
     let over = pad(ORDER, 65537);
     let (status, _, _) = problem(app.post("over", &over).await).await;
     assert_eq!(status, 413);
@@ -195,9 +185,8 @@ async fn the_default_body_limit_is_64_kib() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_non_json_type_or_an_encoded_body_is_a_415() {
-    let app = spawn_app().await;
+async fn a_non_json_type_or_an_encoded_body_is_a_415(db: Db) {
+    let app = spawn_app(db).await;
     let with = |name: &'static str, value: &'static str| {
         let mut headers = acme_headers(b"k");
         headers.insert(name, value.parse().expect("header"));
@@ -237,9 +226,8 @@ async fn a_non_json_type_or_an_encoded_body_is_a_415() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_invalid_order_is_a_422_naming_the_member() {
-    let app = spawn_app().await;
+async fn an_invalid_order_is_a_422_naming_the_member(db: Db) {
+    let app = spawn_app(db).await;
     for (body, member) in [
         (
             r#"{"symbol":"AAPL","side":"buy","quantity":1.5}"#,
@@ -283,9 +271,8 @@ async fn an_invalid_order_is_a_422_naming_the_member() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_invalid_order_is_not_stored_so_the_fixed_body_can_reuse_the_key() {
-    let app = spawn_app().await;
+async fn an_invalid_order_is_not_stored_so_the_fixed_body_can_reuse_the_key(db: Db) {
+    let app = spawn_app(db).await;
     let (status, _, _) = problem(
         app.post("fix-me", r#"{"symbol":"AAPL","side":"buy","quantity":1.5}"#)
             .await,
@@ -298,9 +285,8 @@ async fn an_invalid_order_is_not_stored_so_the_fixed_body_can_reuse_the_key() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn quantities_are_read_by_value() {
-    let app = spawn_app().await;
+async fn quantities_are_read_by_value(db: Db) {
+    let app = spawn_app(db).await;
     for (i, q) in ["100", "100.0", "1e2"].iter().enumerate() {
         let body = format!(r#"{{"symbol":"AAPL","side":"buy","quantity":{q}}}"#);
         let response = app.post(&format!("q{i}"), &body).await;
@@ -315,3 +301,20 @@ async fn quantities_are_read_by_value() {
 fn pad(json: &str, len: usize) -> String {
     format!("{json}{}", " ".repeat(len - json.len()))
 }
+
+on_each_backend!(
+    a_new_valid_order_is_created_with_its_location,
+    a_retry_with_the_same_payload_gets_the_original_answer_byte_for_byte,
+    the_quoted_and_plain_forms_of_a_key_are_one_key,
+    the_same_key_with_another_payload_is_refused,
+    a_missing_key_is_a_400,
+    malformed_keys_are_a_400,
+    a_key_of_255_characters_is_accepted,
+    a_missing_or_unknown_token_is_a_401,
+    a_body_over_the_limit_is_a_413_declared_or_streamed,
+    the_default_body_limit_is_64_kib,
+    a_non_json_type_or_an_encoded_body_is_a_415,
+    an_invalid_order_is_a_422_naming_the_member,
+    an_invalid_order_is_not_stored_so_the_fixed_body_can_reuse_the_key,
+    quantities_are_read_by_value,
+);

@@ -10,9 +10,8 @@ use crate::helpers::*;
 const CLIENTS: usize = 24;
 const ROUNDS: usize = 30;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_first_requests_for_one_key_place_exactly_one_order() {
-    let app = spawn_app().await;
+async fn concurrent_first_requests_for_one_key_place_exactly_one_order(db: Db) {
+    let app = spawn_app(db).await;
     for round in 0..ROUNDS {
         let key = format!("race-{round}");
         let answers = join_all((0..CLIENTS).map(|_| async {
@@ -56,26 +55,11 @@ async fn concurrent_first_requests_for_one_key_place_exactly_one_order() {
         assert_eq!(found.bytes().await.expect("body"), body);
     }
     assert_eq!(
-        orders_per_key(&app).await,
+        app.orders_per_key().await,
         vec![1; ROUNDS],
         "one row per key in the database"
     );
     app.stop().await;
 }
 
-/// Counts stored orders per key, straight from the database file.
-async fn orders_per_key(app: &TestApp) -> Vec<i64> {
-    let db = app.db_path();
-    tokio::task::spawn_blocking(move || {
-        let conn = rusqlite::Connection::open(db).expect("open database");
-        let mut stmt = conn
-            .prepare("SELECT count(*) FROM orders GROUP BY tenant, idem_key")
-            .expect("prepare");
-        stmt.query_map([], |row| row.get(0))
-            .expect("query")
-            .collect::<Result<Vec<i64>, _>>()
-            .expect("rows")
-    })
-    .await
-    .expect("count task")
-}
+on_each_backend!(concurrent_first_requests_for_one_key_place_exactly_one_order,);

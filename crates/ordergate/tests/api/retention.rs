@@ -9,7 +9,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn after_the_result_ttl_the_key_is_new_again_and_the_old_order_stays() {
     let clock = ManualClock::starting_at(1_800_000_000_000);
-    let app = spawn_app_with_clock(&["--result-ttl", "1h"], Arc::new(clock.clone())).await;
+    let app = spawn(Db::Sqlite, &["--result-ttl", "1h"], Arc::new(clock.clone())).await;
     let first = app.post("daily", ORDER).await.bytes().await.expect("body");
     clock.advance_ms(3_600_000 - 1);
     let replay = app.post("daily", ORDER).await;

@@ -4,10 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordergate::clock::ManualClock;
+use ordergate::store::postgres::PostgresStore;
 use ordergate::store::sqlite::SqliteStore;
 use ordergate::store::{DynStore, Lease, NewOrder, Placement};
 use ordergate_core::{IdempotencyKey, Order, Payload, StoredResponse};
 use uuid::Uuid;
+
+use crate::pg::TestDb;
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -39,11 +42,31 @@ fn key(k: &str) -> IdempotencyKey {
 
 const BODY: &str = r#"{"symbol":"AAPL","side":"buy","quantity":1}"#;
 
-/// A backend under test and the clock it reads.
+/// A backend under test, and a way to let time pass for its records.
 pub struct Backend {
     pub store: DynStore,
-    pub clock: ManualClock,
+    clock: ManualClock,
+    pg: Option<TestDb>,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    /// Ages every idempotency record by `ms`: SQLite's clock is the test's; for
+    /// PostgreSQL, whose clock is `now()`, the records' expiry moves back instead.
+    async fn age(&self, ms: i64) {
+        self.clock.advance_ms(ms);
+        if let Some(pg) = &self.pg {
+            pg.client()
+                .await
+                .execute(
+                    "UPDATE idempotency_keys \
+                     SET expires_at = expires_at - $1::bigint * interval '1 millisecond'",
+                    &[&ms],
+                )
+                .await
+                .expect("age records");
+        }
+    }
 }
 
 pub async fn sqlite() -> Backend {
@@ -53,7 +76,21 @@ pub async fn sqlite() -> Backend {
     Backend {
         store: Arc::new(store),
         clock,
+        pg: None,
         _dir: Some(dir),
+    }
+}
+
+pub async fn postgres() -> Backend {
+    let pg = TestDb::create().await;
+    let store = PostgresStore::open(&pg.url, Duration::from_secs(30))
+        .await
+        .expect("open");
+    Backend {
+        store: Arc::new(store),
+        clock: ManualClock::default(),
+        pg: Some(pg),
+        _dir: None,
     }
 }
 
@@ -118,7 +155,7 @@ pub async fn an_abandoned_order_is_not_placed(b: Backend) {
 pub async fn an_expired_record_is_gone_before_the_purge_and_the_key_is_new_again(b: Backend) {
     let old = new_order("t", "k", BODY, Duration::from_secs(10));
     b.store.place(old.clone()).await.expect("place");
-    b.clock.advance_ms(10_000);
+    b.age(10_000).await;
     assert_eq!(b.store.finished("t", &key("k")).await.expect("read"), None);
     let new = new_order("t", "k", BODY, Duration::from_secs(10));
     assert_eq!(
@@ -126,8 +163,6 @@ pub async fn an_expired_record_is_gone_before_the_purge_and_the_key_is_new_again
         Placement::Placed
     );
     // Orders are kept; the lookup by key gives the newest.
-    let mut newest = new.clone();
-    newest.order.accepted_at_ms += 1;
     assert!(
         b.store
             .order_by_id("t", old.order.order_id)
@@ -157,7 +192,7 @@ pub async fn the_purge_deletes_only_expired_records(b: Backend) {
         .place(new_order("t", "fresh", BODY, Duration::from_secs(100)))
         .await
         .expect("place");
-    b.clock.advance_ms(10_000);
+    b.age(10_000).await;
     // Re-claimed after expiry: its new record must survive the purge.
     let reclaimed = new_order("t", "old0", BODY, Duration::from_secs(10));
     b.store.place(reclaimed.clone()).await.expect("place");
@@ -237,6 +272,16 @@ macro_rules! store_contract {
 }
 
 store_contract!(sqlite:
+    a_placed_order_is_finished_and_readable,
+    a_second_placement_of_a_live_key_returns_the_first,
+    an_abandoned_order_is_not_placed,
+    an_expired_record_is_gone_before_the_purge_and_the_key_is_new_again,
+    the_purge_deletes_only_expired_records,
+    a_failing_placement_fails_alone_and_leaves_no_claim,
+    ping_answers,
+);
+
+store_contract!(postgres:
     a_placed_order_is_finished_and_readable,
     a_second_placement_of_a_live_key_returns_the_first,
     an_abandoned_order_is_not_placed,

@@ -2,9 +2,8 @@
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn the_same_key_in_two_tenants_places_two_orders() {
-    let app = spawn_app().await;
+async fn the_same_key_in_two_tenants_places_two_orders(db: Db) {
+    let app = spawn_app(db).await;
     let a = app.post_as(ACME, "shared-key", ORDER).await;
     let b = app.post_as(GLOBEX, "shared-key", ORDER).await;
     assert_eq!((a.status().as_u16(), b.status().as_u16()), (201, 201));
@@ -21,9 +20,8 @@ async fn the_same_key_in_two_tenants_places_two_orders() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn one_tenant_cannot_read_another_tenants_orders() {
-    let app = spawn_app().await;
+async fn one_tenant_cannot_read_another_tenants_orders(db: Db) {
+    let app = spawn_app(db).await;
     let created = app.post_as(ACME, "secret", ORDER).await;
     let location = created.headers()["location"]
         .to_str()
@@ -35,3 +33,8 @@ async fn one_tenant_cannot_read_another_tenants_orders() {
     }
     app.stop().await;
 }
+
+on_each_backend!(
+    the_same_key_in_two_tenants_places_two_orders,
+    one_tenant_cannot_read_another_tenants_orders,
+);

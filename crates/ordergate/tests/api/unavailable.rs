@@ -90,9 +90,8 @@ fn slow(delay: Duration) -> impl FnOnce(DynStore) -> DynStore {
 
 const LONG_LEASE: Duration = Duration::from_secs(30);
 
-#[tokio::test]
-async fn a_retry_while_the_original_is_in_flight_waits_and_gets_its_replay() {
-    let app = spawn_app_on_store(slow(Duration::from_millis(400)), LONG_LEASE).await;
+async fn a_retry_while_the_original_is_in_flight_waits_and_gets_its_replay(db: Db) {
+    let app = spawn_app_on_store(db, slow(Duration::from_millis(400)), LONG_LEASE).await;
     let (first, retry) = tokio::join!(app.post("slow", ORDER), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         app.post("slow", ORDER).await
@@ -110,9 +109,8 @@ async fn a_retry_while_the_original_is_in_flight_waits_and_gets_its_replay() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_retry_still_in_flight_after_a_second_is_a_409_with_retry_after() {
-    let app = spawn_app_on_store(slow(Duration::from_millis(2500)), LONG_LEASE).await;
+async fn a_retry_still_in_flight_after_a_second_is_a_409_with_retry_after(db: Db) {
+    let app = spawn_app_on_store(db, slow(Duration::from_millis(2500)), LONG_LEASE).await;
     let (first, retry) = tokio::join!(app.post("slower", ORDER), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         app.post("slower", ORDER).await
@@ -125,9 +123,8 @@ async fn a_retry_still_in_flight_after_a_second_is_a_409_with_retry_after() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_store_failure_is_a_503_with_retry_after_and_no_internal_text() {
-    let app = spawn_app_on_store(|_| std::sync::Arc::new(DownStore), LONG_LEASE).await;
+async fn a_store_failure_is_a_503_with_retry_after_and_no_internal_text(db: Db) {
+    let app = spawn_app_on_store(db, |_| std::sync::Arc::new(DownStore), LONG_LEASE).await;
     let response = app.post("down", ORDER).await;
     assert!(response.headers().contains_key("retry-after"));
     let (status, code, body) = problem(response).await;
@@ -155,10 +152,13 @@ async fn a_store_failure_is_a_503_with_retry_after_and_no_internal_text() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_request_past_its_lease_is_abandoned_and_its_key_is_free_again() {
-    let app =
-        spawn_app_on_store(slow(Duration::from_millis(600)), Duration::from_millis(200)).await;
+async fn a_request_past_its_lease_is_abandoned_and_its_key_is_free_again(db: Db) {
+    let app = spawn_app_on_store(
+        db,
+        slow(Duration::from_millis(600)),
+        Duration::from_millis(200),
+    )
+    .await;
     let response = app.post("leased", ORDER).await;
     let (status, code, _) = problem(response).await;
     assert_eq!((status, code.as_str()), (503, "unavailable"));
@@ -169,10 +169,9 @@ async fn a_request_past_its_lease_is_abandoned_and_its_key_is_free_again() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_client_that_hangs_up_after_sending_its_body_still_gets_its_order_placed() {
+async fn a_client_that_hangs_up_after_sending_its_body_still_gets_its_order_placed(db: Db) {
     use tokio::io::AsyncWriteExt;
-    let app = spawn_app_on_store(slow(Duration::from_millis(300)), LONG_LEASE).await;
+    let app = spawn_app_on_store(db, slow(Duration::from_millis(300)), LONG_LEASE).await;
     let mut stream = tokio::net::TcpStream::connect(app.addr)
         .await
         .expect("connect");
@@ -192,3 +191,11 @@ async fn a_client_that_hangs_up_after_sending_its_body_still_gets_its_order_plac
     assert_eq!(retry.headers()["idempotent-replay"], "true");
     app.stop().await;
 }
+
+on_each_backend!(
+    a_retry_while_the_original_is_in_flight_waits_and_gets_its_replay,
+    a_retry_still_in_flight_after_a_second_is_a_409_with_retry_after,
+    a_store_failure_is_a_503_with_retry_after_and_no_internal_text,
+    a_request_past_its_lease_is_abandoned_and_its_key_is_free_again,
+    a_client_that_hangs_up_after_sending_its_body_still_gets_its_order_placed,
+);

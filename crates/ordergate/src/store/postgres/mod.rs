@@ -1,0 +1,241 @@
+//! The PostgreSQL backend: several gateway processes, one database, one truth.
+//!
+//! Everything that must hold across processes is the database's: the claim is a
+//! unique key taken by an upsert, expiry is `now()`, and the lease is enforced by
+//! `statement_timeout` and `idle_in_transaction_session_timeout`, so a gateway that
+//! hangs (SIGSTOP, a network cut) cannot hold a key, a lock or a connection past it.
+
+mod sql;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use ordergate_core::{Fingerprint, FinishedRecord, IdempotencyKey, StoredResponse};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use super::{NewOrder, Placement, Store, StoreError};
+
+/// Connections per gateway process.
+const POOL_SIZE: usize = 32;
+/// A same-key request waits this long for the one in flight (the contract's 1 s).
+const LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+const POOL_WAIT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the PostgreSQL store could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("invalid PostgreSQL URL: {0}")]
+    Url(String),
+    #[error("cannot build the connection pool: {0}")]
+    Pool(String),
+    #[error("cannot reach PostgreSQL: {0}")]
+    Connect(String),
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl PostgresStore {
+    /// Connects, migrates, and checks the server's durability settings.
+    pub async fn open(url: &str, lease_ttl: Duration) -> Result<Self, OpenError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| OpenError::Url(e.to_string()))?;
+        let lease_ms = lease_ttl.as_millis();
+        config
+            .options(format!(
+                "-c statement_timeout={lease_ms} -c idle_in_transaction_session_timeout={lease_ms} \
+                 -c lock_timeout={}",
+                LOCK_TIMEOUT.as_millis()
+            ))
+            .application_name("ordergate")
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10));
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| OpenError::Pool(e.to_string()))?;
+        let store = Self { pool };
+        store
+            .migrate()
+            .await
+            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        store
+            .warn_if_not_durable()
+            .await
+            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql::MIGRATION_LOCK).await?;
+        tx.batch_execute(include_str!("schema.sql")).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A 201 promises durability; say so loudly when the server cannot keep it.
+    async fn warn_if_not_durable(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        for setting in ["fsync", "synchronous_commit"] {
+            let row = client.query_one(&format!("SHOW {setting}"), &[]).await?;
+            let value: String = row.get(0);
+            if value == "off" {
+                tracing::warn!(
+                    setting,
+                    "PostgreSQL runs with {setting}=off: acknowledged orders can be lost \
+                     on power loss; the durability guarantee does NOT hold"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn body(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        Ok(client.query_opt(&stmt, params).await?.map(|row| row.get(0)))
+    }
+}
+
+fn finished_from_row(row: &Row) -> Result<FinishedRecord, StoreError> {
+    let fingerprint: Vec<u8> = row.try_get(0)?;
+    let fingerprint = <[u8; 32]>::try_from(fingerprint.as_slice())
+        .map_err(|_| StoreError::Database("fingerprint is not 32 bytes".into()))?;
+    let status: i32 = row.try_get(1)?;
+    Ok(FinishedRecord {
+        fingerprint: Fingerprint(fingerprint),
+        response: StoredResponse {
+            status: u16::try_from(status)
+                .map_err(|_| StoreError::Database("stored status out of range".into()))?,
+            location: row.try_get(2)?,
+            body: row.try_get(3)?,
+        },
+    })
+}
+
+fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn finished(
+        &self,
+        tenant: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<FinishedRecord>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::FINISHED).await?;
+        let row = client.query_opt(&stmt, &[&tenant, &key.as_str()]).await?;
+        row.as_ref().map(finished_from_row).transpose()
+    }
+
+    async fn place(&self, new: NewOrder) -> Result<Placement, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::PLACE_ORDER).await?;
+        if !new.lease.take() {
+            return Ok(Placement::Abandoned);
+        }
+        let order = &new.order;
+        let request = &order.request;
+        let key = order.idempotency_key.as_str();
+        let ttl_ms = i64::try_from(new.result_ttl.as_millis()).unwrap_or(i64::MAX);
+        let quantity = i64::try_from(request.quantity.get()).unwrap_or(i64::MAX);
+        let placed = client
+            .query_opt(
+                &stmt,
+                &[
+                    &new.tenant,
+                    &key,
+                    &new.fingerprint.0.as_slice(),
+                    &order.order_id,
+                    &i32::from(new.response.status),
+                    &new.response.location,
+                    &ttl_ms,
+                    &request.symbol.as_str(),
+                    &request.side.as_str(),
+                    &quantity,
+                    &order.accepted_at_ms,
+                    &new.response.body,
+                ],
+            )
+            .await;
+        match placed {
+            Ok(Some(_)) => Ok(Placement::Placed),
+            Ok(None) => {
+                let stmt = client.prepare_cached(sql::FINISHED).await?;
+                match client.query_opt(&stmt, &[&new.tenant, &key]).await? {
+                    Some(row) => Ok(Placement::Exists(finished_from_row(&row)?)),
+                    // The live record expired between the two statements.
+                    None => Err(StoreError::Database("key record vanished; retry".into())),
+                }
+            }
+            Err(e) if is_lock_timeout(&e) => Ok(Placement::InProgress),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn order_by_id(&self, tenant: &str, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        self.body(sql::ORDER_BY_ID, &[&id, &tenant]).await
+    }
+
+    async fn order_by_key(
+        &self,
+        tenant: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.body(sql::ORDER_BY_KEY, &[&tenant, &key.as_str()])
+            .await
+    }
+
+    async fn purge_expired(&self, batch: usize) -> Result<usize, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::PURGE_EXPIRED).await?;
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        let purged = client.execute(&stmt, &[&limit]).await?;
+        Ok(usize::try_from(purged).unwrap_or(usize::MAX))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+-- ordergate on PostgreSQL, schema version 1: the same tables as SQLite, with
+-- database time (timestamptz, now()) for expiry so every gateway agrees on it.
+
+CREATE TABLE IF NOT EXISTS orders (
+    order_id       uuid   NOT NULL PRIMARY KEY,
+    tenant         text   NOT NULL,
+    idem_key       text   NOT NULL,
+    symbol         text   NOT NULL,
+    side           text   NOT NULL,
+    quantity       bigint NOT NULL,
+    accepted_at_ms bigint NOT NULL,
+    body           bytea  NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_by_key ON orders (tenant, idem_key, accepted_at_ms);
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    tenant      text        NOT NULL,
+    idem_key    text        NOT NULL,
+    fingerprint bytea       NOT NULL,
+    order_id    uuid        NOT NULL,
+    status      integer     NOT NULL,
+    location    text        NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    PRIMARY KEY (tenant, idem_key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys (expires_at);
