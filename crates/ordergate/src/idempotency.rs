@@ -119,7 +119,7 @@ impl Gateway {
             fingerprint,
             response: response.clone(),
             result_ttl: self.result_ttl,
-            lease: Lease::default(),
+            lease: Lease::until(deadline.into_std()),
         };
         Ok(match self.place_within_lease(new, deadline).await? {
             Placement::Placed => Outcome::Created(response),

@@ -9,7 +9,7 @@ pub mod sqlite;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ordergate_core::{Fingerprint, FinishedRecord, IdempotencyKey, Order, StoredResponse};
@@ -85,25 +85,41 @@ pub trait Store: Send + Sync + 'static {
 pub type DynStore = Arc<dyn Store>;
 
 /// Whether a request still wants its order placed: the request and the store race to
-/// move it out of `WAITING`, so exactly one of "abandoned" and "taken" happens.
+/// move it out of `WAITING`, so exactly one of "abandoned" and "taken" happens. Past
+/// its deadline a lease can no longer be taken, even if the request has not noticed
+/// yet (a process resumed after SIGSTOP runs its futures before its timers).
 #[derive(Debug, Clone, Default)]
-pub struct Lease(Arc<AtomicU8>);
+pub struct Lease {
+    state: Arc<AtomicU8>,
+    deadline: Option<Instant>,
+}
 
 const WAITING: u8 = 0;
 const TAKEN: u8 = 1;
 const ABANDONED: u8 = 2;
 
 impl Lease {
+    /// A lease that expires at `deadline`.
+    pub fn until(deadline: Instant) -> Self {
+        Self {
+            state: Arc::default(),
+            deadline: Some(deadline),
+        }
+    }
+
     /// The store calls this as it starts the transaction; false means: skip the order.
     pub fn take(&self) -> bool {
-        self.0
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.abandon();
+        }
+        self.state
             .compare_exchange(WAITING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
 
     /// The request calls this when its lease runs out; false means the store has it.
     pub fn abandon(&self) -> bool {
-        self.0
+        self.state
             .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }

@@ -8,6 +8,7 @@ mod command_line;
 mod crash;
 mod durability;
 mod lookups;
+mod multi_process;
 mod ops;
 mod pg;
 mod post_orders;
