@@ -3,7 +3,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use ordergate_core::IdempotencyKey;
 
 use super::ApiError;
@@ -14,6 +14,9 @@ pub fn tenant(auth: &Auth, headers: &HeaderMap) -> Result<String, ApiError> {
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     auth.tenant(authorization).ok_or(ApiError::Unauthorized)
 }
+
+/// Most bytes of an oversized body read (and dropped) before answering 413.
+const DISCARD_LIMIT: usize = 1 << 20;
 
 /// Step 3: JSON (`application/json` or any `+json` type) or no type; no encoding.
 pub fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -56,23 +59,46 @@ fn is_json(content_type: &[u8]) -> bool {
 
 /// Step 4: the body, at most `max` bytes. A declared length over the limit is refused
 /// before anything is read.
-pub async fn read_body(headers: &HeaderMap, body: Body, max: u64) -> Result<Bytes, ApiError> {
+pub async fn read_body(headers: &HeaderMap, mut body: Body, max: u64) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max) {
+        discard(body).await;
         return Err(ApiError::PayloadTooLarge(max));
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::PayloadTooLarge(max))
+    let mut collected = Vec::new();
+    loop {
+        match body.frame().await {
+            None => return Ok(Bytes::from(collected)),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    if collected.len() + data.len() > limit {
+                        discard(body).await;
+                        return Err(ApiError::PayloadTooLarge(max));
+                    }
+                    collected.extend_from_slice(data);
+                }
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "request body could not be read");
+                return Err(ApiError::BodyUnreadable);
+            }
         }
-        Err(e) => {
-            tracing::debug!(error = %e, "request body could not be read");
-            Err(ApiError::BodyUnreadable)
+    }
+}
+
+/// Reads and drops up to [`DISCARD_LIMIT`] more bytes of a refused body, so that a
+/// client still sending it can read the 413 instead of a reset connection. Beyond
+/// that the connection is closed on it.
+async fn discard(mut body: Body) {
+    let mut seen = 0usize;
+    while seen < DISCARD_LIMIT {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
         }
     }
 }

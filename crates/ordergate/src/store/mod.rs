@@ -79,6 +79,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Answers when the database does.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether [`Store::place`] finds a live record as cheaply as [`Store::finished`]
+    /// does. If so, the protocol does not read before placing a valid order.
+    fn place_finds_records(&self) -> bool {
+        false
+    }
 }
 
 /// The shared store handle the server uses.

@@ -5,6 +5,7 @@
 //! `statement_timeout` and `idle_in_transaction_session_timeout`, so a gateway that
 //! hangs (SIGSTOP, a network cut) cannot hold a key, a lock or a connection past it.
 
+mod placement;
 mod sql;
 
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub enum OpenError {
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
+    placements: placement::Batcher,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -85,7 +87,8 @@ impl PostgresStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| OpenError::Pool(e.to_string()))?;
-        let store = Self { pool };
+        let placements = placement::Batcher::spawn(pool.clone());
+        let store = Self { pool, placements };
         store
             .migrate()
             .await
@@ -134,23 +137,25 @@ impl PostgresStore {
     }
 }
 
-fn finished_from_row(row: &Row) -> Result<FinishedRecord, StoreError> {
-    let fingerprint: Vec<u8> = row.try_get(0)?;
+/// The finished record in `row`'s columns `from..from + 4`: fingerprint, status,
+/// location, body.
+pub(super) fn finished_from_row(row: &Row, from: usize) -> Result<FinishedRecord, StoreError> {
+    let fingerprint: Vec<u8> = row.try_get(from)?;
     let fingerprint = <[u8; 32]>::try_from(fingerprint.as_slice())
         .map_err(|_| StoreError::Database("fingerprint is not 32 bytes".into()))?;
-    let status: i32 = row.try_get(1)?;
+    let status: i32 = row.try_get(from + 1)?;
     Ok(FinishedRecord {
         fingerprint: Fingerprint(fingerprint),
         response: StoredResponse {
             status: u16::try_from(status)
                 .map_err(|_| StoreError::Database("stored status out of range".into()))?,
-            location: row.try_get(2)?,
-            body: row.try_get(3)?,
+            location: row.try_get(from + 2)?,
+            body: row.try_get(from + 3)?,
         },
     })
 }
 
-fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
+pub(super) fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
 }
 
@@ -164,52 +169,11 @@ impl Store for PostgresStore {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(sql::FINISHED).await?;
         let row = client.query_opt(&stmt, &[&tenant, &key.as_str()]).await?;
-        row.as_ref().map(finished_from_row).transpose()
+        row.map(|row| finished_from_row(&row, 0)).transpose()
     }
 
     async fn place(&self, new: NewOrder) -> Result<Placement, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(sql::PLACE_ORDER).await?;
-        if !new.lease.take() {
-            return Ok(Placement::Abandoned);
-        }
-        let order = &new.order;
-        let request = &order.request;
-        let key = order.idempotency_key.as_str();
-        let ttl_ms = i64::try_from(new.result_ttl.as_millis()).unwrap_or(i64::MAX);
-        let quantity = i64::try_from(request.quantity.get()).unwrap_or(i64::MAX);
-        let placed = client
-            .query_opt(
-                &stmt,
-                &[
-                    &new.tenant,
-                    &key,
-                    &new.fingerprint.0.as_slice(),
-                    &order.order_id,
-                    &i32::from(new.response.status),
-                    &new.response.location,
-                    &ttl_ms,
-                    &request.symbol.as_str(),
-                    &request.side.as_str(),
-                    &quantity,
-                    &order.accepted_at_ms,
-                    &new.response.body,
-                ],
-            )
-            .await;
-        match placed {
-            Ok(Some(_)) => Ok(Placement::Placed),
-            Ok(None) => {
-                let stmt = client.prepare_cached(sql::FINISHED).await?;
-                match client.query_opt(&stmt, &[&new.tenant, &key]).await? {
-                    Some(row) => Ok(Placement::Exists(finished_from_row(&row)?)),
-                    // The live record expired between the two statements.
-                    None => Err(StoreError::Database("key record vanished; retry".into())),
-                }
-            }
-            Err(e) if is_lock_timeout(&e) => Ok(Placement::InProgress),
-            Err(e) => Err(e.into()),
-        }
+        self.placements.place(new).await
     }
 
     async fn order_by_id(&self, tenant: &str, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
@@ -237,5 +201,10 @@ impl Store for PostgresStore {
         let client = self.pool.get().await?;
         client.simple_query("SELECT 1").await?;
         Ok(())
+    }
+
+    /// [`sql::PLACE_ORDER`] returns the live record in the same round trip.
+    fn place_finds_records(&self) -> bool {
+        true
     }
 }

@@ -2,25 +2,78 @@
 //! [`PLACE_ORDER`] as it is, so keep the two in step.
 
 /// Claim and order in one statement, hence one implicit transaction and one commit:
-/// the key is taken unless it has a live record (an expired one is taken over), and
-/// the order is inserted only if the claim succeeded. A concurrent claim of the same
-/// key waits on the first one's row (bounded by `lock_timeout`), then sees it.
+/// the key is taken unless a record holds it, and the order is inserted only if the
+/// claim succeeded. Otherwise the same round trip returns the record (with whether it
+/// is still live), so a replay costs one statement and writes nothing. A concurrent
+/// claim of the same key waits on the first one's row (bounded by `lock_timeout`).
+/// Rows: a placed order has a NULL fingerprint.
 pub const PLACE_ORDER: &str = "
     WITH claim AS (
         INSERT INTO idempotency_keys
             (tenant, idem_key, fingerprint, order_id, status, location, expires_at)
         VALUES ($1, $2, $3, $4, $5, $6, now() + $7::bigint * interval '1 millisecond')
-        ON CONFLICT (tenant, idem_key) DO UPDATE SET
-            fingerprint = excluded.fingerprint, order_id = excluded.order_id,
-            status = excluded.status, location = excluded.location,
-            expires_at = excluded.expires_at
-        WHERE idempotency_keys.expires_at <= now()
+        ON CONFLICT (tenant, idem_key) DO NOTHING
+        RETURNING order_id
+    ), placed AS (
+        INSERT INTO orders
+            (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body)
+        SELECT order_id, $1, $2, $8, $9, $10, $11, $12 FROM claim
+        RETURNING order_id
+    )
+    SELECT NULL::bytea, NULL::integer, NULL::text, NULL::bytea, true FROM placed
+    UNION ALL
+    SELECT k.fingerprint, k.status, k.location, o.body, k.expires_at > now()
+    FROM idempotency_keys k JOIN orders o ON o.order_id = k.order_id
+    WHERE k.tenant = $1 AND k.idem_key = $2 AND NOT EXISTS (SELECT 1 FROM claim)";
+
+/// Takes over an expired record (same parameters as [`PLACE_ORDER`]). Only one of
+/// several gateways racing for it gets the row; the others see it live again.
+pub const TAKE_OVER_EXPIRED: &str = "
+    WITH claim AS (
+        UPDATE idempotency_keys SET
+            fingerprint = $3, order_id = $4, status = $5, location = $6,
+            expires_at = now() + $7::bigint * interval '1 millisecond'
+        WHERE tenant = $1 AND idem_key = $2 AND expires_at <= now()
         RETURNING order_id
     )
     INSERT INTO orders
         (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body)
     SELECT order_id, $1, $2, $8, $9, $10, $11, $12 FROM claim
     RETURNING order_id";
+
+/// Many orders in one statement (and one commit): group commit for PostgreSQL. Each
+/// input row comes back either placed (NULL fingerprint) or with the record that holds
+/// its key; rows missing from the answer are retried one by one with [`PLACE_ORDER`].
+pub const PLACE_ORDERS: &str = "
+    WITH input AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::uuid[], $5::integer[],
+                             $6::text[], $7::bigint[], $8::text[], $9::text[], $10::bigint[],
+                             $11::bigint[], $12::bytea[])
+            AS t(tenant, idem_key, fingerprint, order_id, status, location, ttl_ms,
+                 symbol, side, quantity, accepted_at_ms, body)
+    ), claim AS (
+        INSERT INTO idempotency_keys
+            (tenant, idem_key, fingerprint, order_id, status, location, expires_at)
+        SELECT tenant, idem_key, fingerprint, order_id, status, location,
+               now() + ttl_ms * interval '1 millisecond'
+        FROM input
+        ON CONFLICT (tenant, idem_key) DO NOTHING
+        RETURNING order_id
+    ), placed AS (
+        INSERT INTO orders
+            (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body)
+        SELECT i.order_id, i.tenant, i.idem_key, i.symbol, i.side, i.quantity,
+               i.accepted_at_ms, i.body
+        FROM input i JOIN claim c ON c.order_id = i.order_id
+        RETURNING order_id
+    )
+    SELECT order_id, NULL::bytea, NULL::integer, NULL::text, NULL::bytea, true FROM placed
+    UNION ALL
+    SELECT i.order_id, k.fingerprint, k.status, k.location, o.body, k.expires_at > now()
+    FROM input i
+    JOIN idempotency_keys k ON k.tenant = i.tenant AND k.idem_key = i.idem_key
+    JOIN orders o ON o.order_id = k.order_id
+    WHERE NOT EXISTS (SELECT 1 FROM claim c WHERE c.order_id = i.order_id)";
 
 pub const FINISHED: &str = "
     SELECT k.fingerprint, k.status, k.location, o.body

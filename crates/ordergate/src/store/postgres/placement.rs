@@ -1,0 +1,289 @@
+//! Placing orders on PostgreSQL, with group commit.
+//!
+//! A few worker tasks each take whatever orders have queued up and place them with one
+//! statement ([`sql::PLACE_ORDERS`]), so concurrent requests share a round trip, the
+//! executor's start-up and a commit. An order the batch statement cannot settle (the
+//! batch failed, its key's record is expired, or the record was committed after the
+//! statement's snapshot) is placed on its own with [`sql::PLACE_ORDER`]: one order's
+//! trouble never decides another's outcome.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deadpool_postgres::{Client, Pool};
+use futures::future::join_all;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::{finished_from_row, is_lock_timeout, sql};
+use crate::store::{NewOrder, Placement, StoreError};
+
+/// Workers placing batches at once (each on its own connection).
+const WORKERS: usize = 4;
+/// Most orders in one statement.
+const MAX_BATCH: usize = 64;
+/// Single-order attempts when the key's record keeps changing under other writers.
+const MAX_ROUNDS: usize = 3;
+
+type Reply = oneshot::Sender<Result<Placement, StoreError>>;
+
+/// The queue in front of the placement workers; dropping it stops them.
+pub struct Batcher {
+    queue: mpsc::Sender<(NewOrder, Reply)>,
+}
+
+impl Batcher {
+    pub fn spawn(pool: Pool) -> Self {
+        let (queue, jobs) = mpsc::channel(MAX_BATCH * WORKERS * 4);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..WORKERS {
+            tokio::spawn(work(pool.clone(), jobs.clone()));
+        }
+        Self { queue }
+    }
+
+    pub async fn place(&self, new: NewOrder) -> Result<Placement, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((new, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn work(pool: Pool, jobs: Arc<Mutex<mpsc::Receiver<(NewOrder, Reply)>>>) {
+    loop {
+        let batch = {
+            let mut jobs = jobs.lock().await;
+            let Some(first) = jobs.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        place_batch(&pool, batch).await;
+    }
+}
+
+async fn place_batch(pool: &Pool, batch: Vec<(NewOrder, Reply)>) {
+    let client = match pool.get().await {
+        Ok(client) => client,
+        Err(e) => {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StoreError::Database(e.to_string())));
+            }
+            return;
+        }
+    };
+    // The lease is taken once a connection is in hand: waiting for one counts.
+    let mut taken = Vec::with_capacity(batch.len());
+    for (new, reply) in batch {
+        if new.lease.take() {
+            taken.push((new, reply));
+        } else {
+            let _ = reply.send(Ok(Placement::Abandoned));
+        }
+    }
+    let settled = match taken.len() {
+        0 | 1 => HashMap::new(),
+        _ => place_together(&client, &taken).await,
+    };
+    let rest = taken.into_iter().map(|(new, reply)| {
+        let client = &client;
+        let known = settled.get(&new.order.order_id).cloned();
+        async move {
+            let result = match known {
+                Some(placement) => Ok(placement),
+                None => place_alone(client, &new).await,
+            };
+            let _ = reply.send(result);
+        }
+    });
+    // Concurrent queries on one client are pipelined by tokio-postgres.
+    join_all(rest).await;
+}
+
+/// The batch statement; an empty map if it failed (everyone then goes alone).
+async fn place_together(client: &Client, batch: &[(NewOrder, Reply)]) -> HashMap<Uuid, Placement> {
+    let orders: Vec<&NewOrder> = batch.iter().map(|(new, _)| new).collect();
+    let columns = Columns::of(&orders);
+    let rows = match client.prepare_cached(sql::PLACE_ORDERS).await {
+        Ok(stmt) => client.query(&stmt, &columns.params()).await,
+        Err(e) => Err(e),
+    };
+    match rows {
+        Ok(rows) => rows.iter().filter_map(settled).collect(),
+        Err(e) => {
+            if !is_lock_timeout(&e) {
+                tracing::warn!(error = %e, orders = orders.len(), "batch placement failed; placing one by one");
+            }
+            HashMap::new()
+        }
+    }
+}
+
+/// A batch row that settles its order: placed, or a live record holds the key.
+fn settled(row: &Row) -> Option<(Uuid, Placement)> {
+    let order_id: Uuid = row.get(0);
+    let fingerprint: Option<Vec<u8>> = row.get(1);
+    let live: bool = row.get(5);
+    match (fingerprint, live) {
+        (None, _) => Some((order_id, Placement::Placed)),
+        (Some(_), true) => finished_record(row, 1).map(|r| (order_id, Placement::Exists(r))),
+        (Some(_), false) => None,
+    }
+}
+
+fn finished_record(row: &Row, from: usize) -> Option<ordergate_core::FinishedRecord> {
+    finished_from_row(row, from).ok()
+}
+
+/// The batch statement's parameters: one array per column.
+struct Columns {
+    tenant: Vec<String>,
+    key: Vec<String>,
+    fingerprint: Vec<Vec<u8>>,
+    order_id: Vec<Uuid>,
+    status: Vec<i32>,
+    location: Vec<String>,
+    ttl_ms: Vec<i64>,
+    symbol: Vec<String>,
+    side: Vec<&'static str>,
+    quantity: Vec<i64>,
+    accepted_at_ms: Vec<i64>,
+    body: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    fn of(orders: &[&NewOrder]) -> Self {
+        Self {
+            tenant: orders.iter().map(|n| n.tenant.clone()).collect(),
+            key: orders
+                .iter()
+                .map(|n| n.order.idempotency_key.as_str().to_owned())
+                .collect(),
+            fingerprint: orders.iter().map(|n| n.fingerprint.0.to_vec()).collect(),
+            order_id: orders.iter().map(|n| n.order.order_id).collect(),
+            status: orders
+                .iter()
+                .map(|n| i32::from(n.response.status))
+                .collect(),
+            location: orders.iter().map(|n| n.response.location.clone()).collect(),
+            ttl_ms: orders.iter().map(|n| ttl_ms(n)).collect(),
+            symbol: orders
+                .iter()
+                .map(|n| n.order.request.symbol.as_str().to_owned())
+                .collect(),
+            side: orders
+                .iter()
+                .map(|n| n.order.request.side.as_str())
+                .collect(),
+            quantity: orders.iter().map(|n| quantity(n)).collect(),
+            accepted_at_ms: orders.iter().map(|n| n.order.accepted_at_ms).collect(),
+            body: orders.iter().map(|n| n.response.body.clone()).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+        [
+            &self.tenant,
+            &self.key,
+            &self.fingerprint,
+            &self.order_id,
+            &self.status,
+            &self.location,
+            &self.ttl_ms,
+            &self.symbol,
+            &self.side,
+            &self.quantity,
+            &self.accepted_at_ms,
+            &self.body,
+        ]
+    }
+}
+
+fn ttl_ms(new: &NewOrder) -> i64 {
+    i64::try_from(new.result_ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn quantity(new: &NewOrder) -> i64 {
+    i64::try_from(new.order.request.quantity.get()).unwrap_or(i64::MAX)
+}
+
+/// One order on its own: place it, find the record that holds its key, or take over
+/// an expired one, looking again when the record changes under it.
+async fn place_alone(client: &Client, new: &NewOrder) -> Result<Placement, StoreError> {
+    let order = &new.order;
+    let request = &order.request;
+    let key = order.idempotency_key.as_str();
+    let (ttl_ms, quantity) = (ttl_ms(new), quantity(new));
+    let status = i32::from(new.response.status);
+    let params: [&(dyn ToSql + Sync); 12] = [
+        &new.tenant,
+        &key,
+        &new.fingerprint.0.as_slice(),
+        &order.order_id,
+        &status,
+        &new.response.location,
+        &ttl_ms,
+        &request.symbol.as_str(),
+        &request.side.as_str(),
+        &quantity,
+        &order.accepted_at_ms,
+        &new.response.body,
+    ];
+    for _ in 0..MAX_ROUNDS {
+        match place_once(client, &params, &new.tenant, key).await {
+            Err(e) if is_lock_timeout(&e) => return Ok(Placement::InProgress),
+            Err(e) => return Err(e.into()),
+            Ok(Some(placement)) => return Ok(placement),
+            Ok(None) => continue,
+        }
+    }
+    Err(StoreError::Database(
+        "the key's record kept changing; retry".into(),
+    ))
+}
+
+/// One attempt; `None` when the record changed between two statements.
+async fn place_once(
+    client: &Client,
+    params: &[&(dyn ToSql + Sync); 12],
+    tenant: &str,
+    key: &str,
+) -> Result<Option<Placement>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(sql::PLACE_ORDER).await?;
+    if let Some(row) = client.query_opt(&stmt, params).await? {
+        let fingerprint: Option<Vec<u8>> = row.get(0);
+        let live: bool = row.get(4);
+        return Ok(match (fingerprint, live) {
+            (None, _) => Some(Placement::Placed),
+            (Some(_), true) => finished_record(&row, 0).map(Placement::Exists),
+            (Some(_), false) => take_over(client, params).await?,
+        });
+    }
+    // The record was committed after this statement's snapshot (it waited for it).
+    let stmt = client.prepare_cached(sql::FINISHED).await?;
+    let row = client.query_opt(&stmt, &[&tenant, &key]).await?;
+    Ok(row
+        .and_then(|row| finished_record(&row, 0))
+        .map(Placement::Exists))
+}
+
+async fn take_over(
+    client: &Client,
+    params: &[&(dyn ToSql + Sync); 12],
+) -> Result<Option<Placement>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(sql::TAKE_OVER_EXPIRED).await?;
+    let taken = client.query_opt(&stmt, params).await?;
+    Ok(taken.map(|_| Placement::Placed))
+}
