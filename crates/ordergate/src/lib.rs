@@ -6,6 +6,7 @@
 //! ## Layout
 //!
 //! - [`cli`]: the command line and its environment variables.
+//! - [`bench`]: `ordergate bench`, a load generator that checks the invariant.
 //! - [`auth`]: API tokens to tenants, constant-time, reloadable.
 //! - [`idempotency`]: the protocol run against the store (claim, wait, place, replay).
 //! - [`inflight`]: keys being placed by this process, so same-key retries wait.
@@ -16,6 +17,7 @@
 //! - [`clock`]: time behind a trait, for tests.
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod http;

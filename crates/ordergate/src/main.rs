@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use ordergate::cli::{Cli, Command};
-use ordergate::{server, telemetry};
+use ordergate::{bench, server, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -15,6 +15,22 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
             server::serve(args, listener, server::shutdown_signal()).await
+        }
+        Command::Bench(args) => {
+            let json = args.json;
+            let report = bench::run(args).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                report.print_text();
+            }
+            if report.violations > 0 {
+                anyhow::bail!(
+                    "{} keys broke the one-order-per-key invariant",
+                    report.violations
+                );
+            }
+            Ok(())
         }
     }
 }

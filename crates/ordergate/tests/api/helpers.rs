@@ -86,6 +86,7 @@ pub fn serve_args(db: &str, extra: &[&str]) -> ServeArgs {
     argv.extend_from_slice(extra);
     match Cli::try_parse_from(argv).expect("valid arguments").command {
         Command::Serve(args) => args,
+        other => panic!("not a serve command: {other:?}"),
     }
 }
 

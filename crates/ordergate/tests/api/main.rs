@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod helpers;
+mod bench_command;
 mod check_order;
 mod command_line;
 mod crash;

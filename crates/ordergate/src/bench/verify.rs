@@ -1,0 +1,54 @@
+//! The invariant, checked with the server: every key answered with an order names
+//! the same order the server has for it.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use super::client::{Client, Target};
+use super::scenario::{Keys, order_id};
+
+/// Keys checked against the server, and the violations found (client-side conflicts
+/// included).
+pub struct Verdict {
+    pub keys_checked: usize,
+    pub violations: usize,
+}
+
+pub async fn check(target: &Target, keys: &Keys, connections: usize) -> anyhow::Result<Verdict> {
+    let answered: Vec<(String, String)> = keys
+        .answered
+        .lock()
+        .map_err(|_| anyhow::anyhow!("key table poisoned"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let conflicts = keys.conflicts.lock().map(|c| c.len()).unwrap_or(0);
+    let workers = connections.clamp(1, 64);
+    let chunk = answered.len().div_ceil(workers).max(1);
+    let checks = answered.chunks(chunk).map(|part| {
+        let target = target.clone();
+        async move {
+            let mut client = Client::new(target, Duration::from_secs(10));
+            let mut mismatches = 0;
+            for (key, expected) in part {
+                let found = client.get_by_key(key).await?;
+                let status = found.as_ref().map(|a| a.status);
+                let on_server = found.and_then(|a| order_id(&a.body));
+                if on_server.as_deref() != Some(expected.as_str()) {
+                    tracing::error!(%key, %expected, ?on_server, ?status, "server and client disagree");
+                    mismatches += 1;
+                }
+            }
+            Ok::<_, anyhow::Error>(mismatches)
+        }
+    });
+    let mut mismatches = 0;
+    for result in join_all(checks).await {
+        mismatches += result?;
+    }
+    Ok(Verdict {
+        keys_checked: answered.len(),
+        violations: mismatches + conflicts,
+    })
+}
