@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::inflight::InFlight;
+use crate::replay_cache::ReplayCache;
 use crate::store::{DynStore, Lease, NewOrder, Placement, StoreError};
 
 /// How long a request waits for an in-flight request with the same key.
@@ -37,6 +38,7 @@ pub struct Gateway {
     pub store: DynStore,
     pub clock: Arc<dyn Clock>,
     pub in_flight: InFlight,
+    pub replays: Arc<ReplayCache>,
     pub result_ttl: Duration,
     pub lease_ttl: Duration,
 }
@@ -64,17 +66,27 @@ impl Gateway {
     }
 
     async fn submit_until(&self, s: &Submission, deadline: Instant) -> Result<Outcome, StoreError> {
+        if let Some(record) = self
+            .replays
+            .get(&s.tenant, s.key.as_str(), self.clock.now_ms())
+        {
+            return Ok(verdict(&record, &s.payload));
+        }
         let wait_until = Instant::now() + IN_FLIGHT_WAIT;
         loop {
             let valid = s.payload.order_request();
             // A store whose placement finds live records itself is asked once, not
             // twice, for a valid order; an invalid one always needs the record.
             if valid.is_err() || !self.store.place_finds_records() {
+                let read_at_ms = self.clock.now_ms();
                 let finished = timeout_at(deadline, self.store.finished(&s.tenant, &s.key))
                     .await
                     .map_err(|_| StoreError::Database("lease ran out while reading".into()))??;
-                if let Some(record) = finished {
-                    return Ok(verdict(&record, &s.payload));
+                if let Some(finished) = finished {
+                    let outcome = verdict(&finished.record, &s.payload);
+                    let expires_at_ms = read_at_ms.saturating_add(millis(finished.ttl_left));
+                    self.remember(s, finished.record, expires_at_ms);
+                    return Ok(outcome);
                 }
             }
             // Nothing is stored for an invalid body, so answering it here is as if the
@@ -128,8 +140,17 @@ impl Gateway {
             result_ttl: self.result_ttl,
             lease: Lease::until(deadline.into_std()),
         };
+        let placed_at_ms = self.clock.now_ms();
         Ok(match self.place_within_lease(new, deadline).await? {
-            Placement::Placed => Outcome::Created(response),
+            Placement::Placed => {
+                let record = FinishedRecord {
+                    fingerprint,
+                    response: response.clone(),
+                };
+                let expires_at_ms = placed_at_ms.saturating_add(millis(self.result_ttl));
+                self.remember(s, record, expires_at_ms);
+                Outcome::Created(response)
+            }
             Placement::Exists(record) => verdict(&record, &s.payload),
             Placement::InProgress => Outcome::InProgress,
             Placement::Abandoned => Outcome::Unavailable,
@@ -151,6 +172,17 @@ impl Gateway {
             Err(_) => placing.await,
         }
     }
+}
+
+impl Gateway {
+    fn remember(&self, s: &Submission, record: FinishedRecord, expires_at_ms: i64) {
+        self.replays
+            .insert(&s.tenant, s.key.as_str(), record, expires_at_ms);
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn verdict(record: &FinishedRecord, payload: &Payload) -> Outcome {

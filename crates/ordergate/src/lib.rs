@@ -10,6 +10,7 @@
 //! - [`auth`]: API tokens to tenants, constant-time, reloadable.
 //! - [`idempotency`]: the protocol run against the store (claim, wait, place, replay).
 //! - [`inflight`]: keys being placed by this process, so same-key retries wait.
+//! - [`replay_cache`]: a bounded cache of finished answers for replays.
 //! - [`store`]: the storage trait and its backends (`store::sqlite`).
 //! - [`http`]: router, handlers, and the one mapping of errors to problem+json.
 //! - [`server`]: accept loop, connection limits, graceful shutdown, background purge.
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod http;
 pub mod idempotency;
 pub mod inflight;
+pub mod replay_cache;
 pub mod server;
 pub mod store;
 pub mod telemetry;

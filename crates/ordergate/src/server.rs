@@ -66,6 +66,7 @@ pub async fn serve_with_clock(
             store: store.clone(),
             clock,
             in_flight: InFlight::default(),
+            replays: Arc::default(),
             result_ttl: args.result_ttl,
             lease_ttl: args.lease_ttl,
         },

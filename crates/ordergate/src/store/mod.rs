@@ -37,6 +37,13 @@ pub struct NewOrder {
     pub lease: Lease,
 }
 
+/// A live finished record and how long it has left, by the store's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub record: FinishedRecord,
+    pub ttl_left: Duration,
+}
+
 /// What came of an attempt to place an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
@@ -58,7 +65,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tenant: &str,
         key: &IdempotencyKey,
-    ) -> Result<Option<FinishedRecord>, StoreError>;
+    ) -> Result<Option<Finished>, StoreError>;
 
     /// Claims the key and stores the order and its response in one commit, unless the
     /// key has a live record already.

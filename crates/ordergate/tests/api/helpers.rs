@@ -165,6 +165,7 @@ pub async fn spawn_app_on_store(
             store: store(inner),
             clock: Arc::new(SystemClock),
             in_flight: InFlight::default(),
+            replays: Arc::default(),
             result_ttl: args.result_ttl,
             lease_ttl,
         },

@@ -107,8 +107,9 @@ pub async fn a_placed_order_is_finished_and_readable(b: Backend) {
         .await
         .expect("read")
         .expect("finished");
-    assert_eq!(record.response, new.response);
-    assert_eq!(record.fingerprint, new.fingerprint);
+    assert_eq!(record.record.response, new.response);
+    assert_eq!(record.record.fingerprint, new.fingerprint);
+    assert!(record.ttl_left <= TTL && record.ttl_left > TTL - Duration::from_secs(5));
     let by_id = b.store.order_by_id("t", id).await.expect("read");
     assert_eq!(by_id, Some(new.response.body.clone()));
     assert_eq!(
@@ -209,7 +210,7 @@ pub async fn the_purge_deletes_only_expired_records(b: Backend) {
         .await
         .expect("read")
         .expect("kept");
-    assert_eq!(kept.response, reclaimed.response);
+    assert_eq!(kept.record.response, reclaimed.response);
     assert!(
         b.store
             .finished("t", &key("fresh"))

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordergate::store::{DynStore, NewOrder, Placement, Store, StoreError};
-use ordergate_core::{FinishedRecord, IdempotencyKey};
+use ordergate::store::{DynStore, Finished, NewOrder, Placement, Store, StoreError};
+use ordergate_core::IdempotencyKey;
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -21,11 +21,7 @@ struct DownStore;
 
 #[async_trait]
 impl Store for SlowStore {
-    async fn finished(
-        &self,
-        t: &str,
-        k: &IdempotencyKey,
-    ) -> Result<Option<FinishedRecord>, StoreError> {
+    async fn finished(&self, t: &str, k: &IdempotencyKey) -> Result<Option<Finished>, StoreError> {
         self.inner.finished(t, k).await
     }
     async fn place(&self, new: NewOrder) -> Result<Placement, StoreError> {
@@ -56,11 +52,7 @@ fn down<T>() -> Result<T, StoreError> {
 
 #[async_trait]
 impl Store for DownStore {
-    async fn finished(
-        &self,
-        _: &str,
-        _: &IdempotencyKey,
-    ) -> Result<Option<FinishedRecord>, StoreError> {
+    async fn finished(&self, _: &str, _: &IdempotencyKey) -> Result<Option<Finished>, StoreError> {
         down()
     }
     async fn place(&self, _: NewOrder) -> Result<Placement, StoreError> {

@@ -17,7 +17,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use super::{NewOrder, Placement, Store, StoreError};
+use super::{Finished, NewOrder, Placement, Store, StoreError};
 
 /// Connections per gateway process.
 const POOL_SIZE: usize = 32;
@@ -165,11 +165,17 @@ impl Store for PostgresStore {
         &self,
         tenant: &str,
         key: &IdempotencyKey,
-    ) -> Result<Option<FinishedRecord>, StoreError> {
+    ) -> Result<Option<Finished>, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(sql::FINISHED).await?;
-        let row = client.query_opt(&stmt, &[&tenant, &key.as_str()]).await?;
-        row.map(|row| finished_from_row(&row, 0)).transpose()
+        let Some(row) = client.query_opt(&stmt, &[&tenant, &key.as_str()]).await? else {
+            return Ok(None);
+        };
+        let ttl_left_ms: i64 = row.try_get(4)?;
+        Ok(Some(Finished {
+            record: finished_from_row(&row, 0)?,
+            ttl_left: Duration::from_millis(u64::try_from(ttl_left_ms).unwrap_or(0)),
+        }))
     }
 
     async fn place(&self, new: NewOrder) -> Result<Placement, StoreError> {

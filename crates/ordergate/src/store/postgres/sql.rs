@@ -76,7 +76,8 @@ pub const PLACE_ORDERS: &str = "
     WHERE NOT EXISTS (SELECT 1 FROM claim c WHERE c.order_id = i.order_id)";
 
 pub const FINISHED: &str = "
-    SELECT k.fingerprint, k.status, k.location, o.body
+    SELECT k.fingerprint, k.status, k.location, o.body,
+           (extract(epoch FROM k.expires_at - now()) * 1000)::bigint
     FROM idempotency_keys k JOIN orders o ON o.order_id = k.order_id
     WHERE k.tenant = $1 AND k.idem_key = $2 AND k.expires_at > now()";
 

@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_sqlite::{Config, Pool, Runtime};
-use ordergate_core::{FinishedRecord, IdempotencyKey};
+use ordergate_core::IdempotencyKey;
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{NewOrder, Placement, Store, StoreError};
+use super::{Finished, NewOrder, Placement, Store, StoreError};
 use crate::clock::Clock;
 
 const SCHEMA_VERSION: i64 = 1;
@@ -144,7 +144,7 @@ impl Store for SqliteStore {
         &self,
         tenant: &str,
         key: &IdempotencyKey,
-    ) -> Result<Option<FinishedRecord>, StoreError> {
+    ) -> Result<Option<Finished>, StoreError> {
         let (tenant, key) = (tenant.to_owned(), key.as_str().to_owned());
         let now_ms = self.clock.now_ms();
         self.read(move |conn| sql::finished(conn, &tenant, &key, now_ms))

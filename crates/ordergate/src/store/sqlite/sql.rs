@@ -1,9 +1,11 @@
 //! The statements of the SQLite backend, and the row mapping they share.
 
+use std::time::Duration;
+
 use ordergate_core::{Fingerprint, FinishedRecord, StoredResponse};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::store::{NewOrder, StoreError};
+use crate::store::{Finished, NewOrder, StoreError};
 
 /// Takes the key unless it has a live record; an expired record is taken over.
 pub const CLAIM_KEY: &str = "
@@ -22,7 +24,7 @@ pub const INSERT_ORDER: &str = "
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 pub const FINISHED: &str = "
-    SELECT k.fingerprint, k.status, k.location, o.body
+    SELECT k.fingerprint, k.status, k.location, o.body, k.expires_at_ms - ?3
     FROM idempotency_keys k JOIN orders o ON o.order_id = k.order_id
     WHERE k.tenant = ?1 AND k.idem_key = ?2 AND k.expires_at_ms > ?3";
 
@@ -49,7 +51,7 @@ pub fn finished(
     tenant: &str,
     key: &str,
     now_ms: i64,
-) -> Result<Option<FinishedRecord>, StoreError> {
+) -> Result<Option<Finished>, StoreError> {
     let mut stmt = conn.prepare_cached(FINISHED)?;
     let record = stmt
         .query_row(params![tenant, key, now_ms], finished_from_row)
@@ -57,7 +59,7 @@ pub fn finished(
     Ok(record)
 }
 
-fn finished_from_row(row: &Row<'_>) -> rusqlite::Result<FinishedRecord> {
+fn finished_from_row(row: &Row<'_>) -> rusqlite::Result<Finished> {
     let fingerprint: Vec<u8> = row.get(0)?;
     let fingerprint = <[u8; 32]>::try_from(fingerprint.as_slice()).map_err(|_| {
         rusqlite::Error::FromSqlConversionFailure(
@@ -66,13 +68,17 @@ fn finished_from_row(row: &Row<'_>) -> rusqlite::Result<FinishedRecord> {
             "fingerprint is not 32 bytes".into(),
         )
     })?;
-    Ok(FinishedRecord {
-        fingerprint: Fingerprint(fingerprint),
-        response: StoredResponse {
-            status: row.get(1)?,
-            location: row.get(2)?,
-            body: row.get(3)?,
+    let ttl_left_ms: i64 = row.get(4)?;
+    Ok(Finished {
+        record: FinishedRecord {
+            fingerprint: Fingerprint(fingerprint),
+            response: StoredResponse {
+                status: row.get(1)?,
+                location: row.get(2)?,
+                body: row.get(3)?,
+            },
         },
+        ttl_left: Duration::from_millis(u64::try_from(ttl_left_ms).unwrap_or(0)),
     })
 }
 

@@ -130,7 +130,7 @@ fn place(conn: &Connection, new: &NewOrder, now_ms: i64) -> Result<Placement, St
     }
     let key = new.order.idempotency_key.as_str();
     match sql::finished(conn, &new.tenant, key, now_ms)? {
-        Some(record) => Ok(Placement::Exists(record)),
+        Some(finished) => Ok(Placement::Exists(finished.record)),
         None => Err(StoreError::Database(
             "key neither claimable nor finished".into(),
         )),
