@@ -2,7 +2,8 @@
 //!
 //! Writes go through one writer thread ([`writer`]) in WAL mode with
 //! `synchronous=FULL`, so a commit is on disk (fsync) before anyone hears of it. Reads
-//! use a pool of their own connections and never queue behind the writer.
+//! use a pool of their own connections (r2d2, on tokio's blocking threads) and never
+//! queue behind the writer.
 
 mod sql;
 mod writer;
@@ -10,10 +11,12 @@ mod writer;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_sqlite::{Config, Pool, Runtime};
 use ordergate_core::IdempotencyKey;
+use r2d2::Pool;
+use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -22,6 +25,8 @@ use super::{Finished, NewOrder, Placement, Store, StoreError};
 use crate::clock::Clock;
 
 const SCHEMA_VERSION: i64 = 1;
+/// Reader connections: reads run on tokio's blocking threads, one connection each.
+const READERS: u32 = 8;
 
 /// Why the SQLite store could not open.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +47,7 @@ pub enum OpenError {
 /// The SQLite store. Dropping it stops the writer after the queued work is done.
 pub struct SqliteStore {
     writer: mpsc::Sender<writer::Job>,
-    readers: Pool,
+    readers: Pool<SqliteConnectionManager>,
     clock: Arc<dyn Clock>,
     // Held for the store's lifetime: the OS releases the lock when the process dies.
     _lock: File,
@@ -55,8 +60,14 @@ impl SqliteStore {
         let conn = Connection::open(path)?;
         configure_writer(&conn)?;
         migrate(&conn)?;
-        let readers = Config::new(path)
-            .create_pool(Runtime::Tokio1)
+        // Checked-out connections are not tested: a broken one fails its query, which
+        // is answered 503 like any other store error.
+        let readers = Pool::builder()
+            .max_size(READERS)
+            .min_idle(Some(0))
+            .test_on_check_out(false)
+            .connection_timeout(Duration::from_secs(2))
+            .build(SqliteConnectionManager::file(path))
             .map_err(|e| OpenError::Pool(e.to_string()))?;
         let (writer, _thread) =
             writer::spawn(conn, clock.clone()).map_err(|source| OpenError::Io {
@@ -75,14 +86,15 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self
-            .readers
-            .get()
-            .await
-            .map_err(|e| StoreError::Database(e.to_string()))?;
-        conn.interact(move |conn| work(conn))
-            .await
-            .map_err(|e| StoreError::Database(e.to_string()))?
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers
+                .get()
+                .map_err(|e| StoreError::Database(e.to_string()))?;
+            work(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
     }
 
     async fn send<T>(
