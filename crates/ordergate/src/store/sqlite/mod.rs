@@ -5,6 +5,7 @@
 //! use a pool of their own connections (r2d2, on tokio's blocking threads) and never
 //! queue behind the writer.
 
+mod checkpointer;
 mod sql;
 mod writer;
 
@@ -49,6 +50,7 @@ pub struct SqliteStore {
     writer: mpsc::Sender<writer::Job>,
     readers: Pool<SqliteConnectionManager>,
     clock: Arc<dyn Clock>,
+    _checkpointer: checkpointer::Checkpointer,
     // Held for the store's lifetime: the OS releases the lock when the process dies.
     _lock: File,
 }
@@ -69,6 +71,13 @@ impl SqliteStore {
             .connection_timeout(Duration::from_secs(2))
             .build(SqliteConnectionManager::file(path))
             .map_err(|e| OpenError::Pool(e.to_string()))?;
+        let checkpointer =
+            checkpointer::Checkpointer::spawn(Connection::open(path)?).map_err(|source| {
+                OpenError::Io {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
         let (writer, _thread) =
             writer::spawn(conn, clock.clone()).map_err(|source| OpenError::Io {
                 path: path.to_owned(),
@@ -78,6 +87,7 @@ impl SqliteStore {
             writer,
             readers,
             clock,
+            _checkpointer: checkpointer,
             _lock: lock,
         })
     }
@@ -138,6 +148,8 @@ fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Checkpoints run on their own thread (see `checkpointer`), not inside commits.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(())
 }
 
