@@ -8,6 +8,7 @@ mod check_order;
 mod command_line;
 mod crash;
 mod durability;
+mod full_disk;
 mod lookups;
 mod multi_process;
 mod ops;

@@ -11,7 +11,8 @@ mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,6 +29,8 @@ use crate::clock::Clock;
 const SCHEMA_VERSION: i64 = 1;
 /// Reader connections: reads run on tokio's blocking threads, one connection each.
 const READERS: u32 = 8;
+/// Least time between write probes while commits are failing.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the SQLite store could not open.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,11 @@ pub struct SqliteStore {
     writer: mpsc::Sender<writer::Job>,
     readers: Pool<SqliteConnectionManager>,
     clock: Arc<dyn Clock>,
+    /// Set by the writer while commits fail (a full disk, say): the store is unready.
+    write_failing: Arc<AtomicBool>,
+    /// When `ping` last saw writes failing, so that a probe runs at most once per
+    /// [`PROBE_INTERVAL`].
+    last_probe: std::sync::Mutex<Option<std::time::Instant>>,
     _checkpointer: checkpointer::Checkpointer,
     // Held for the store's lifetime: the OS releases the lock when the process dies.
     _lock: File,
@@ -78,15 +86,20 @@ impl SqliteStore {
                     source,
                 }
             })?;
+        let write_failing = Arc::new(AtomicBool::new(false));
         let (writer, _thread) =
-            writer::spawn(conn, clock.clone()).map_err(|source| OpenError::Io {
-                path: path.to_owned(),
-                source,
+            writer::spawn(conn, clock.clone(), write_failing.clone()).map_err(|source| {
+                OpenError::Io {
+                    path: path.to_owned(),
+                    source,
+                }
             })?;
         Ok(Self {
             writer,
             readers,
             clock,
+            write_failing,
+            last_probe: std::sync::Mutex::default(),
             _checkpointer: checkpointer,
             _lock: lock,
         })
@@ -203,8 +216,39 @@ impl Store for SqliteStore {
         self.send(writer::Job::Purge(batch, reply), answer).await
     }
 
+    /// Reads answer, and writes too. After a failed commit (a full disk, say) the
+    /// store stays unready for at least [`PROBE_INTERVAL`]; then a tiny write decides.
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
+            .await?;
+        if !self.write_failing.load(Ordering::SeqCst) {
+            *self
+                .last_probe
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+            return Ok(());
+        }
+        let unready = StoreError::Database("writes are failing".into());
+        {
+            let mut last = self
+                .last_probe
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match *last {
+                Some(at) if at.elapsed() < PROBE_INTERVAL => return Err(unready),
+                Some(_) => *last = Some(std::time::Instant::now()),
+                None => {
+                    *last = Some(std::time::Instant::now());
+                    return Err(unready);
+                }
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(writer::Job::Probe(reply), answer).await?;
+        *self
+            .last_probe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! fail the others in its batch.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -22,21 +23,29 @@ const MAX_BATCH: usize = 512;
 pub enum Job {
     Place(NewOrder, oneshot::Sender<Result<Placement, StoreError>>),
     Purge(usize, oneshot::Sender<Result<usize, StoreError>>),
+    /// A tiny write, to learn whether the disk takes writes again.
+    Probe(oneshot::Sender<Result<usize, StoreError>>),
 }
 
 /// Starts the writer thread; it ends when every sender is dropped.
 pub fn spawn(
     conn: Connection,
     clock: Arc<dyn Clock>,
+    failing: Arc<AtomicBool>,
 ) -> std::io::Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
     let handle = std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || run(conn, clock, rx))?;
+        .spawn(move || run(conn, clock, rx, &failing))?;
     Ok((tx, handle))
 }
 
-fn run(mut conn: Connection, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Job>) {
+fn run(
+    mut conn: Connection,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::Receiver<Job>,
+    failing: &AtomicBool,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -46,7 +55,9 @@ fn run(mut conn: Connection, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Job>)
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, clock.as_ref(), &mut batch);
+        let committed = commit_batch(&mut conn, clock.as_ref(), &mut batch);
+        // Readiness follows the last commit: a full disk makes the server unready.
+        failing.store(!committed, Ordering::SeqCst);
     }
 }
 
@@ -62,7 +73,8 @@ enum Answer {
     ),
 }
 
-fn commit_batch(conn: &mut Connection, clock: &dyn Clock, batch: &mut Vec<Job>) {
+/// Runs and commits one batch; false if the commit failed.
+fn commit_batch(conn: &mut Connection, clock: &dyn Clock, batch: &mut Vec<Job>) -> bool {
     let now_ms = clock.now_ms();
     let mut answers = Vec::with_capacity(batch.len());
     let outcome = conn
@@ -81,12 +93,16 @@ fn commit_batch(conn: &mut Connection, clock: &dyn Clock, batch: &mut Vec<Job>) 
     for job in batch.drain(..) {
         answers.push(match job {
             Job::Place(_, reply) => Answer::Place(reply, Err(StoreError::Closed)),
-            Job::Purge(_, reply) => Answer::Purge(reply, Err(StoreError::Closed)),
+            Job::Purge(_, reply) | Job::Probe(reply) => {
+                Answer::Purge(reply, Err(StoreError::Closed))
+            }
         });
     }
+    let committed = outcome.is_ok();
     for answer in answers {
         send(answer, outcome.as_ref().err());
     }
+    committed
 }
 
 /// Answers a job; a failed commit turns every result into that failure.
@@ -120,6 +136,13 @@ fn run_job(tx: &mut rusqlite::Transaction<'_>, job: Job, now_ms: i64) -> Answer 
                     .execute(rusqlite::params![now_ms, limit])?)
             });
             Answer::Purge(reply, purged)
+        }
+        Job::Probe(reply) => {
+            let probed = in_savepoint(tx, |c| {
+                c.pragma_update(None, "user_version", super::SCHEMA_VERSION)?;
+                Ok(0)
+            });
+            Answer::Purge(reply, probed)
         }
     }
 }
