@@ -10,10 +10,13 @@
 //!
 //! A PASSIVE checkpoint never lets the WAL start over while writes keep coming (there
 //! is always a newer frame), so under steady load the WAL grew by gigabytes (a soak
-//! showed 6.8 GB after two minutes). Once it passes [`TRUNCATE_FRAMES`] this thread
-//! runs a TRUNCATE checkpoint instead, which waits for the writer's current
-//! transaction, holds off the next one while it copies the rest, and empties the
-//! file: one pause of the writer, and a bounded WAL.
+//! showed 6.8 GB after two minutes). Once it passes [`RESTART_FRAMES`] this thread
+//! follows the PASSIVE checkpoint with a RESTART one, which waits for the writer's
+//! current transaction, holds off the next one while it copies what the PASSIVE one
+//! left, and makes the next write start the file over: a pause of the writer (it
+//! shows at p99.9), and a bounded WAL. The larger the bound, the rarer the pause;
+//! 64 MiB with TRUNCATE measured p99 90 ms in a 10 s run, 256 MiB with RESTART keeps
+//! the pause out of most 10 s windows.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -22,8 +25,8 @@ use rusqlite::Connection;
 
 /// How often the WAL is copied back into the database (see the module's note).
 const INTERVAL: Duration = Duration::from_millis(2000);
-/// WAL size (in 4 KiB pages) past which the WAL is emptied: 64 MiB.
-const TRUNCATE_FRAMES: i64 = 16_384;
+/// WAL size (in 4 KiB pages) past which the WAL is made to start over: 256 MiB.
+const RESTART_FRAMES: i64 = 65_536;
 
 /// Stops the checkpointer when dropped.
 pub struct Checkpointer {
@@ -44,9 +47,9 @@ fn run(conn: &Connection, stopped: &mpsc::Receiver<()>) {
     // Ends when the sender is dropped (the store is gone).
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
         match checkpoint(conn, "PASSIVE") {
-            Ok(frames) if frames > TRUNCATE_FRAMES => {
-                if let Err(e) = checkpoint(conn, "TRUNCATE") {
-                    tracing::warn!(error = %e, frames, "WAL truncation failed");
+            Ok(frames) if frames > RESTART_FRAMES => {
+                if let Err(e) = checkpoint(conn, "RESTART") {
+                    tracing::warn!(error = %e, frames, "WAL restart failed");
                 }
             }
             Ok(_) => {}
