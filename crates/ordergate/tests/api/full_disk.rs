@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use crate::helpers::ORDER;
 use crate::process;
 
 const IMAGE_MIB: u32 = 24;
@@ -71,18 +70,10 @@ impl Drop for SmallDisk {
 }
 
 async fn post(client: &reqwest::Client, url: &str, key: &str) -> (u16, bytes::Bytes) {
-    let response = client
-        .post(url)
-        .header("idempotency-key", key)
-        .header("content-type", "application/json")
-        .body(ORDER)
-        .send()
+    let (status, _, body) = process::post_order(client, url, key)
         .await
         .expect("the server answers");
-    (
-        response.status().as_u16(),
-        response.bytes().await.expect("body"),
-    )
+    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,22 +116,10 @@ async fn a_full_disk_gives_503_and_unready_then_the_server_recovers_with_nothing
     assert_eq!(health.status(), 200, "the process lives on");
 
     disk.make_room();
-    let mut recovered = false;
-    for _ in 0..100 {
-        if client
-            .get(gw.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz")
-            .status()
-            == 200
-        {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(recovered, "ready again once writes succeed");
+    assert!(
+        gw.becomes_ready(&client).await,
+        "ready again once writes succeed"
+    );
     assert_eq!(post(&client, &url, "after-the-disk-filled").await.0, 201);
     for (key, body) in &acked {
         let (status, replayed) = post(&client, &url, key).await;

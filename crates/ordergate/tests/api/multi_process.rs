@@ -9,7 +9,7 @@ use futures::future::join_all;
 
 use crate::helpers::ORDER;
 use crate::pg::{TestDb, connect};
-use crate::process::{self, Gateway};
+use crate::process::{self, Gateway, post_order as post};
 
 fn gateways(db: &TestDb, n: usize, extra: &[&str]) -> Vec<Gateway> {
     (0..n)
@@ -19,21 +19,6 @@ fn gateways(db: &TestDb, n: usize, extra: &[&str]) -> Vec<Gateway> {
             process::serve(process::command(&args))
         })
         .collect()
-}
-
-/// One POST; `None` when no answer came back (connection refused or cut).
-async fn post(client: &reqwest::Client, url: &str, key: &str) -> Option<(u16, bool, Bytes)> {
-    let response = client
-        .post(url)
-        .header("idempotency-key", key)
-        .header("content-type", "application/json")
-        .body(ORDER)
-        .send()
-        .await
-        .ok()?;
-    let status = response.status().as_u16();
-    let replay = response.headers().contains_key("idempotent-replay");
-    Some((status, replay, response.bytes().await.ok()?))
 }
 
 async fn orders_per_key(db: &TestDb) -> HashMap<String, i64> {
@@ -263,22 +248,10 @@ async fn a_database_outage_gives_503_then_the_pool_reconnects_and_retries_place_
         Some(503),
         "/readyz is 503 while the database is away"
     );
-    let mut ready = false;
-    for _ in 0..100 {
-        if client
-            .get(gw.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz")
-            .status()
-            == 200
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "ready again once the database is back");
+    assert!(
+        gw.becomes_ready(&client).await,
+        "ready again once the database is back"
+    );
     for (key, acked) in &seen {
         let (status, _, body) = post(&client, &gw.url("/orders"), key)
             .await

@@ -134,6 +134,18 @@ impl Gateway {
         }
     }
 
+    /// Polls `/readyz` for up to five seconds; true once it answers 200.
+    pub async fn becomes_ready(&self, client: &reqwest::Client) -> bool {
+        for _ in 0..100 {
+            let ready = client.get(self.url("/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().expect("log").join("\n")
     }
@@ -144,4 +156,24 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One `POST /orders` of the standard order; `None` when no answer came back
+/// (connection refused or cut). Otherwise: status, whether it was a replay, and body.
+pub async fn post_order(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+) -> Option<(u16, bool, bytes::Bytes)> {
+    let response = client
+        .post(url)
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(crate::helpers::ORDER)
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    let replay = response.headers().contains_key("idempotent-replay");
+    Some((status, replay, response.bytes().await.ok()?))
 }
