@@ -2,10 +2,11 @@
 //!
 //! Writes go through one writer thread ([`writer`]) in WAL mode with
 //! `synchronous=FULL`, so a commit is on disk (fsync) before anyone hears of it. Reads
-//! use a pool of their own connections (r2d2, on tokio's blocking threads) and never
-//! queue behind the writer.
+//! run on reader threads with connections of their own ([`readers`]) and never queue
+//! behind the writer.
 
 mod checkpointer;
+mod readers;
 mod sql;
 mod writer;
 
@@ -17,8 +18,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ordergate_core::IdempotencyKey;
-use r2d2::Pool;
-use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -27,8 +26,8 @@ use super::{Finished, NewOrder, Placement, Store, StoreError};
 use crate::clock::Clock;
 
 const SCHEMA_VERSION: i64 = 1;
-/// Reader connections: reads run on tokio's blocking threads, one connection each.
-const READERS: u32 = 8;
+/// Reader threads, one connection each.
+const READERS: usize = 2;
 /// Least time between write probes while commits are failing.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -44,14 +43,12 @@ pub enum OpenError {
     Locked(PathBuf),
     #[error("cannot set up the database: {0}")]
     Database(#[from] rusqlite::Error),
-    #[error("cannot create the read pool: {0}")]
-    Pool(String),
 }
 
 /// The SQLite store. Dropping it stops the writer after the queued work is done.
 pub struct SqliteStore {
     writer: mpsc::Sender<writer::Job>,
-    readers: Pool<SqliteConnectionManager>,
+    readers: readers::Readers,
     clock: Arc<dyn Clock>,
     /// Set by the writer while commits fail (a full disk, say): the store is unready.
     write_failing: Arc<AtomicBool>,
@@ -70,15 +67,7 @@ impl SqliteStore {
         let conn = Connection::open(path)?;
         configure_writer(&conn)?;
         migrate(&conn)?;
-        // Checked-out connections are not tested: a broken one fails its query, which
-        // is answered 503 like any other store error.
-        let readers = Pool::builder()
-            .max_size(READERS)
-            .min_idle(Some(0))
-            .test_on_check_out(false)
-            .connection_timeout(Duration::from_secs(2))
-            .build(SqliteConnectionManager::file(path))
-            .map_err(|e| OpenError::Pool(e.to_string()))?;
+        let readers = readers::Readers::spawn(path, READERS)?;
         let checkpointer =
             checkpointer::Checkpointer::spawn(Connection::open(path)?).map_err(|source| {
                 OpenError::Io {
@@ -109,15 +98,7 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = readers
-                .get()
-                .map_err(|e| StoreError::Database(e.to_string()))?;
-            work(&conn)
-        })
-        .await
-        .map_err(|e| StoreError::Database(e.to_string()))?
+        self.readers.read(work).await
     }
 
     async fn send<T>(
