@@ -12,8 +12,7 @@ mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -50,11 +49,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<writer::Job>,
     readers: readers::Readers,
     clock: Arc<dyn Clock>,
-    /// Set by the writer while commits fail (a full disk, say): the store is unready.
-    write_failing: Arc<AtomicBool>,
-    /// When `ping` last saw writes failing, so that a probe runs at most once per
-    /// [`PROBE_INTERVAL`].
-    last_probe: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When a commit last failed (a full disk, say), until a probe write succeeds.
+    write_failed_at: writer::FailedAt,
     _checkpointer: checkpointer::Checkpointer,
     // Held for the store's lifetime: the OS releases the lock when the process dies.
     _lock: File,
@@ -75,20 +71,17 @@ impl SqliteStore {
                     source,
                 }
             })?;
-        let write_failing = Arc::new(AtomicBool::new(false));
-        let (writer, _thread) =
-            writer::spawn(conn, clock.clone(), write_failing.clone()).map_err(|source| {
-                OpenError::Io {
-                    path: path.to_owned(),
-                    source,
-                }
+        let write_failed_at = writer::FailedAt::default();
+        let (writer, _thread) = writer::spawn(conn, clock.clone(), write_failed_at.clone())
+            .map_err(|source| OpenError::Io {
+                path: path.to_owned(),
+                source,
             })?;
         Ok(Self {
             writer,
             readers,
             clock,
-            write_failing,
-            last_probe: std::sync::Mutex::default(),
+            write_failed_at,
             _checkpointer: checkpointer,
             _lock: lock,
         })
@@ -198,38 +191,29 @@ impl Store for SqliteStore {
     }
 
     /// Reads answer, and writes too. After a failed commit (a full disk, say) the
-    /// store stays unready for at least [`PROBE_INTERVAL`]; then a tiny write decides.
+    /// store stays unready until [`PROBE_INTERVAL`] has passed without another failure
+    /// and a tiny write then commits. A commit that happens to fit on a nearly full disk
+    /// does not make it ready on its own.
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await?;
-        if !self.write_failing.load(Ordering::SeqCst) {
-            *self
-                .last_probe
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = None;
+        let Some(failed_at) = *lock(&self.write_failed_at) else {
             return Ok(());
-        }
-        let unready = StoreError::Database("writes are failing".into());
-        {
-            let mut last = self
-                .last_probe
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match *last {
-                Some(at) if at.elapsed() < PROBE_INTERVAL => return Err(unready),
-                Some(_) => *last = Some(std::time::Instant::now()),
-                None => {
-                    *last = Some(std::time::Instant::now());
-                    return Err(unready);
-                }
-            }
+        };
+        if failed_at.elapsed() < PROBE_INTERVAL {
+            return Err(StoreError::Database("writes are failing".into()));
         }
         let (reply, answer) = oneshot::channel();
         self.send(writer::Job::Probe(reply), answer).await?;
-        *self
-            .last_probe
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+        let mut last = lock(&self.write_failed_at);
+        // A failure newer than the one probed for keeps the store unready.
+        if *last == Some(failed_at) {
+            *last = None;
+        }
         Ok(())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

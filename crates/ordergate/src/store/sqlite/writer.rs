@@ -6,7 +6,8 @@
 //! fail the others in its batch.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -14,6 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::sql;
 use crate::clock::Clock;
 use crate::store::{NewOrder, Placement, StoreError};
+
+/// When a commit last failed; shared with the store's readiness check.
+pub type FailedAt = Arc<Mutex<Option<Instant>>>;
 
 /// Most jobs in one transaction: bounds a batch's latency, not its throughput.
 const MAX_BATCH: usize = 512;
@@ -31,12 +35,12 @@ pub enum Job {
 pub fn spawn(
     conn: Connection,
     clock: Arc<dyn Clock>,
-    failing: Arc<AtomicBool>,
+    failed_at: FailedAt,
 ) -> std::io::Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
     let handle = std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || run(conn, clock, rx, &failing))?;
+        .spawn(move || run(conn, clock, rx, &failed_at))?;
     Ok((tx, handle))
 }
 
@@ -44,7 +48,7 @@ fn run(
     mut conn: Connection,
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Job>,
-    failing: &AtomicBool,
+    failed_at: &FailedAt,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -55,9 +59,10 @@ fn run(
                 Err(_) => break,
             }
         }
-        let committed = commit_batch(&mut conn, clock.as_ref(), &mut batch);
-        // Readiness follows the last commit: a full disk makes the server unready.
-        failing.store(!committed, Ordering::SeqCst);
+        if !commit_batch(&mut conn, clock.as_ref(), &mut batch) {
+            // A full disk, say: the store is unready until a probe write succeeds.
+            *failed_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        }
     }
 }
 
