@@ -115,10 +115,11 @@ impl Gateway {
         request: OrderRequest,
         deadline: Instant,
     ) -> Result<Outcome, StoreError> {
+        let order_accepted_at_ms = self.clock.now_ms();
         let order = Order {
             order_id: Uuid::now_v7(),
             request,
-            accepted_at_ms: self.clock.now_ms(),
+            accepted_at_ms: order_accepted_at_ms,
             idempotency_key: s.key.clone(),
         };
         let response = StoredResponse {
@@ -140,14 +141,15 @@ impl Gateway {
             result_ttl: self.result_ttl,
             lease: Lease::until(deadline.into_std()),
         };
-        let placed_at_ms = self.clock.now_ms();
         Ok(match self.place_within_lease(new, deadline).await? {
             Placement::Placed => {
                 let record = FinishedRecord {
                     fingerprint,
                     response: response.clone(),
                 };
-                let expires_at_ms = placed_at_ms.saturating_add(millis(self.result_ttl));
+                // The store stamps its expiry after the acceptance time was read, so
+                // counting from it keeps the cached expiry no later than the record's.
+                let expires_at_ms = order_accepted_at_ms.saturating_add(millis(self.result_ttl));
                 self.remember(s, record, expires_at_ms);
                 Outcome::Created(response)
             }

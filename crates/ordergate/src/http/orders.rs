@@ -66,6 +66,7 @@ pub async fn find_by_id(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    let started = Instant::now();
     let found = async {
         let tenant = intake::tenant(&state.auth, &headers)?;
         let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
@@ -76,7 +77,7 @@ pub async fn find_by_id(
             .await
             .map_err(|e| store_failure(&state, e))
     };
-    lookup_response(&state, found.await)
+    lookup_response(&state, found.await, started)
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +92,7 @@ pub async fn find_by_key(
     headers: HeaderMap,
     query: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Response {
+    let started = Instant::now();
     let found = async {
         let tenant = intake::tenant(&state.auth, &headers)?;
         let raw = query
@@ -105,7 +107,7 @@ pub async fn find_by_key(
             .await
             .map_err(|e| store_failure(&state, e))
     };
-    lookup_response(&state, found.await)
+    lookup_response(&state, found.await, started)
 }
 
 fn store_failure(state: &AppState, e: crate::store::StoreError) -> ApiError {
@@ -114,12 +116,18 @@ fn store_failure(state: &AppState, e: crate::store::StoreError) -> ApiError {
     ApiError::Unavailable
 }
 
-fn lookup_response(state: &AppState, found: Result<Option<Vec<u8>>, ApiError>) -> Response {
+fn lookup_response(
+    state: &AppState,
+    found: Result<Option<Vec<u8>>, ApiError>,
+    started: Instant,
+) -> Response {
     let (label, response) = match found {
         Ok(Some(body)) => ("found", order_response(body)),
         Ok(None) => ("not_found", ApiError::NotFound.into_response()),
         Err(e) => (e.code().code(), e.into_response()),
     };
-    state.metrics.observe("get_orders", label, 0.0);
+    state
+        .metrics
+        .observe("get_orders", label, started.elapsed().as_secs_f64());
     response
 }
