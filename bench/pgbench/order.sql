@@ -14,8 +14,9 @@ WITH claim AS (
     SELECT order_id, :tenant, :k, :symbol, :side, :qty, :accepted, :body FROM claim
     RETURNING order_id
 )
-SELECT NULL::bytea, NULL::integer, NULL::text, NULL::bytea, true FROM placed
+SELECT NULL::bytea, NULL::integer, NULL::text, NULL::bytea, NULL::bigint FROM placed
 UNION ALL
-SELECT k.fingerprint, k.status, k.location, o.body, k.expires_at > now()
+SELECT k.fingerprint, k.status, k.location, o.body,
+       ceil(extract(epoch FROM k.expires_at - now()) * 1000)::bigint
 FROM idempotency_keys k JOIN orders o ON o.order_id = k.order_id
 WHERE k.tenant = :tenant AND k.idem_key = :k AND NOT EXISTS (SELECT 1 FROM claim);

@@ -1,9 +1,10 @@
 //! The idempotency protocol, run once for every backend.
 //!
-//! 1. A finished record answers: same payload → replay; another payload → 422. Replays
-//!    take no lock, so retries of one key never queue behind each other. (A store
-//!    whose placement finds live records itself, like PostgreSQL's single statement,
-//!    skips this read for valid orders and answers at step 4 instead.)
+//! 1. A finished record answers: same payload → replay; another payload → 422. The
+//!    replay cache is asked first, with no lock and no store. On a miss, a store whose
+//!    placement finds live records itself (both backends do) is not read for a valid
+//!    order: it answers at step 4 instead, and the answer fills the cache. Otherwise
+//!    the store is read here.
 //! 2. Only then validate the body (a retry of an accepted order always replays).
 //! 3. Claim the key in this process ([`InFlight`]); if another request holds it, wait
 //!    up to [`IN_FLIGHT_WAIT`] for it to end, then start over at 1 or answer 409.
@@ -27,7 +28,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::inflight::InFlight;
 use crate::replay_cache::ReplayCache;
-use crate::store::{DynStore, Lease, NewOrder, Placement, StoreError};
+use crate::store::{DynStore, Finished, Lease, NewOrder, Placement, StoreError};
 
 /// How long a request waits for an in-flight request with the same key.
 pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
@@ -65,15 +66,23 @@ impl Gateway {
         }
     }
 
-    async fn submit_until(&self, s: &Submission, deadline: Instant) -> Result<Outcome, StoreError> {
-        if let Some(record) = self
+    /// The answer from the replay cache, if it holds the key's record: a replay or a
+    /// 422 for another payload, decided without the store. Cheap enough to try before
+    /// spawning a task for [`Gateway::submit`].
+    pub fn cached_verdict(&self, s: &Submission) -> Option<Outcome> {
+        let record = self
             .replays
-            .get(&s.tenant, s.key.as_str(), self.clock.now_ms())
-        {
-            return Ok(verdict(&record, &s.payload));
-        }
+            .get(&s.tenant, s.key.as_str(), self.clock.now_ms())?;
+        Some(verdict(&record, &s.payload))
+    }
+
+    async fn submit_until(&self, s: &Submission, deadline: Instant) -> Result<Outcome, StoreError> {
         let wait_until = Instant::now() + IN_FLIGHT_WAIT;
         loop {
+            // Also after waiting: the request waited for has usually just filled it.
+            if let Some(outcome) = self.cached_verdict(s) {
+                return Ok(outcome);
+            }
             let valid = s.payload.order_request();
             // A store whose placement finds live records itself is asked once, not
             // twice, for a valid order; an invalid one always needs the record.
@@ -83,10 +92,7 @@ impl Gateway {
                     .await
                     .map_err(|_| StoreError::Database("lease ran out while reading".into()))??;
                 if let Some(finished) = finished {
-                    let outcome = verdict(&finished.record, &s.payload);
-                    let expires_at_ms = read_at_ms.saturating_add(millis(finished.ttl_left));
-                    self.remember(s, finished.record, expires_at_ms);
-                    return Ok(outcome);
+                    return Ok(self.answer_from_record(s, finished, read_at_ms));
                 }
             }
             // Nothing is stored for an invalid body, so answering it here is as if the
@@ -153,7 +159,9 @@ impl Gateway {
                 self.remember(s, record, expires_at_ms);
                 Outcome::Created(response)
             }
-            Placement::Exists(record) => verdict(&record, &s.payload),
+            Placement::Exists(finished) => {
+                self.answer_from_record(s, finished, order_accepted_at_ms)
+            }
             Placement::InProgress => Outcome::InProgress,
             Placement::Abandoned => Outcome::Unavailable,
         })
@@ -177,6 +185,16 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Judges a record the store found, and caches it. `asked_at_ms` is a clock
+    /// reading from before the store was asked, so the cached expiry is never later
+    /// than the record's.
+    fn answer_from_record(&self, s: &Submission, finished: Finished, asked_at_ms: i64) -> Outcome {
+        let outcome = verdict(&finished.record, &s.payload);
+        let expires_at_ms = asked_at_ms.saturating_add(millis(finished.ttl_left));
+        self.remember(s, finished.record, expires_at_ms);
+        outcome
+    }
+
     fn remember(&self, s: &Submission, record: FinishedRecord, expires_at_ms: i64) {
         self.replays
             .insert(&s.tenant, s.key.as_str(), record, expires_at_ms);

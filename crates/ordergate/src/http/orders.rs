@@ -49,6 +49,9 @@ async fn submit(state: &AppState, request: Request) -> Result<Outcome, ApiError>
         key,
         payload: Payload::from_body(&body),
     };
+    if let Some(outcome) = state.gateway.cached_verdict(&submission) {
+        return Ok(outcome);
+    }
     let gateway = state.gateway.clone();
     // Spawned: once the body is in, a client hanging up must not cancel the protocol
     // half-way through (the task runs to its end whether or not anyone listens).

@@ -49,8 +49,9 @@ pub struct Finished {
 pub enum Placement {
     /// Claim, order and response are committed.
     Placed,
-    /// The key already has a live finished record (a concurrent request won).
-    Exists(FinishedRecord),
+    /// The key already has a live finished record (a concurrent request won, or this
+    /// is a retry that the store found while placing).
+    Exists(Finished),
     /// Another transaction holds the key and did not finish in time.
     InProgress,
     /// The request's lease ran out before the store began its transaction.

@@ -118,7 +118,17 @@ async fn fresh_database(db: Db) -> (TempDir, Option<TestDb>, String) {
 /// Starts the real server with a clock of the test's (SQLite reads it for expiry).
 pub async fn spawn(db: Db, extra: &[&str], clock: Arc<dyn Clock>) -> TestApp {
     let (dir, pg, url) = fresh_database(db).await;
-    let args = serve_args(&url, extra);
+    serve_on(dir, pg, &url, extra, clock).await
+}
+
+async fn serve_on(
+    dir: TempDir,
+    pg: Option<TestDb>,
+    url: &str,
+    extra: &[&str],
+    clock: Arc<dyn Clock>,
+) -> TestApp {
+    let args = serve_args(url, extra);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let (tx, rx) = oneshot::channel();
@@ -272,7 +282,23 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// Stops the server and starts a new one on the same database, so nothing the
+    /// old one held in memory (the replay cache, claims) survives.
+    pub async fn restart(mut self) -> TestApp {
+        let url = match &self.pg {
+            Some(pg) => pg.url.clone(),
+            None => format!("sqlite://{}", self.db_path().display()),
+        };
+        self.shut_down().await;
+        let (dir, pg) = (self.dir, self.pg.take());
+        serve_on(dir, pg, &url, &[], Arc::new(SystemClock)).await
+    }
+
     pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    async fn shut_down(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

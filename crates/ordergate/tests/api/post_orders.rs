@@ -50,6 +50,35 @@ async fn a_retry_with_the_same_payload_gets_the_original_answer_byte_for_byte(db
     app.stop().await;
 }
 
+/// Retries that the replay cache cannot answer are judged by the store as it places
+/// them: the answers must not change.
+async fn a_fresh_process_answers_retries_as_the_first_did(db: Db) {
+    let app = spawn_app(db).await;
+    let first = app.post("cold", ORDER).await;
+    assert_eq!(first.status(), 201);
+    let location = first.headers()["location"].clone();
+    let body = first.bytes().await.expect("body");
+
+    let app = app.restart().await;
+    let other = r#"{"symbol":"AAPL","side":"buy","quantity":101}"#;
+    let (status, code, _) = problem(app.post("cold", other).await).await;
+    assert_eq!((status, code.as_str()), (422, "idempotency_key_reused"));
+
+    let app = app.restart().await;
+    let retries = (0..16).map(|_| app.post("cold", ORDER));
+    for retry in futures::future::join_all(retries).await {
+        assert_eq!(retry.status(), 201);
+        assert_eq!(retry.headers()["location"], location);
+        assert_eq!(retry.headers()["idempotent-replay"], "true");
+        assert_eq!(retry.bytes().await.expect("body"), body);
+    }
+    let app = app.restart().await;
+    let (status, code, _) = problem(app.post("cold", "not json").await).await;
+    assert_eq!((status, code.as_str()), (422, "idempotency_key_reused"));
+    assert_eq!(app.orders_per_key().await, vec![1]);
+    app.stop().await;
+}
+
 async fn the_quoted_and_plain_forms_of_a_key_are_one_key(db: Db) {
     let app = spawn_app(db).await;
     let first = app.post("  abc  ", ORDER).await;
@@ -305,6 +334,7 @@ fn pad(json: &str, len: usize) -> String {
 on_each_backend!(
     a_new_valid_order_is_created_with_its_location,
     a_retry_with_the_same_payload_gets_the_original_answer_byte_for_byte,
+    a_fresh_process_answers_retries_as_the_first_did,
     the_quoted_and_plain_forms_of_a_key_are_one_key,
     the_same_key_with_another_payload_is_refused,
     a_missing_key_is_a_400,

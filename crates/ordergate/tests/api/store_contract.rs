@@ -128,7 +128,7 @@ pub async fn a_second_placement_of_a_live_key_returns_the_first(b: Backend) {
     b.store.place(first.clone()).await.expect("place");
     let second = new_order("t", "k", BODY, TTL);
     match b.store.place(second.clone()).await.expect("place") {
-        Placement::Exists(record) => assert_eq!(record.response, first.response),
+        Placement::Exists(found) => assert_eq!(found.record.response, first.response),
         other => panic!("expected the first record, got {other:?}"),
     }
     assert_eq!(

@@ -137,9 +137,17 @@ impl PostgresStore {
     }
 }
 
-/// The finished record in `row`'s columns `from..from + 4`: fingerprint, status,
-/// location, body.
-pub(super) fn finished_from_row(row: &Row, from: usize) -> Result<FinishedRecord, StoreError> {
+/// The finished record in `row`'s columns `from..from + 5`: fingerprint, status,
+/// location, body, milliseconds left.
+pub(super) fn finished_from_row(row: &Row, from: usize) -> Result<Finished, StoreError> {
+    let ttl_left_ms: i64 = row.try_get(from + 4)?;
+    Ok(Finished {
+        record: record_from_row(row, from)?,
+        ttl_left: Duration::from_millis(u64::try_from(ttl_left_ms).unwrap_or(0)),
+    })
+}
+
+fn record_from_row(row: &Row, from: usize) -> Result<FinishedRecord, StoreError> {
     let fingerprint: Vec<u8> = row.try_get(from)?;
     let fingerprint = <[u8; 32]>::try_from(fingerprint.as_slice())
         .map_err(|_| StoreError::Database("fingerprint is not 32 bytes".into()))?;
@@ -171,11 +179,7 @@ impl Store for PostgresStore {
         let Some(row) = client.query_opt(&stmt, &[&tenant, &key.as_str()]).await? else {
             return Ok(None);
         };
-        let ttl_left_ms: i64 = row.try_get(4)?;
-        Ok(Some(Finished {
-            record: finished_from_row(&row, 0)?,
-            ttl_left: Duration::from_millis(u64::try_from(ttl_left_ms).unwrap_or(0)),
-        }))
+        Ok(Some(finished_from_row(&row, 0)?))
     }
 
     async fn place(&self, new: NewOrder) -> Result<Placement, StoreError> {

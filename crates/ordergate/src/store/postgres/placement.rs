@@ -18,7 +18,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::{finished_from_row, is_lock_timeout, sql};
-use crate::store::{NewOrder, Placement, StoreError};
+use crate::store::{Finished, NewOrder, Placement, StoreError};
 
 /// Workers placing batches at once (each on its own connection).
 const WORKERS: usize = 4;
@@ -135,15 +135,19 @@ async fn place_together(client: &Client, batch: &[(NewOrder, Reply)]) -> HashMap
 fn settled(row: &Row) -> Option<(Uuid, Placement)> {
     let order_id: Uuid = row.get(0);
     let fingerprint: Option<Vec<u8>> = row.get(1);
-    let live: bool = row.get(5);
-    match (fingerprint, live) {
+    let ms_left: Option<i64> = row.get(5);
+    match (fingerprint, is_live(ms_left)) {
         (None, _) => Some((order_id, Placement::Placed)),
-        (Some(_), true) => finished_record(row, 1).map(|r| (order_id, Placement::Exists(r))),
+        (Some(_), true) => live_record(row, 1).map(|r| (order_id, Placement::Exists(r))),
         (Some(_), false) => None,
     }
 }
 
-fn finished_record(row: &Row, from: usize) -> Option<ordergate_core::FinishedRecord> {
+fn is_live(ms_left: Option<i64>) -> bool {
+    ms_left.is_some_and(|ms| ms > 0)
+}
+
+fn live_record(row: &Row, from: usize) -> Option<Finished> {
     finished_from_row(row, from).ok()
 }
 
@@ -264,10 +268,10 @@ async fn place_once(
     let stmt = client.prepare_cached(sql::PLACE_ORDER).await?;
     if let Some(row) = client.query_opt(&stmt, params).await? {
         let fingerprint: Option<Vec<u8>> = row.get(0);
-        let live: bool = row.get(4);
-        return Ok(match (fingerprint, live) {
+        let ms_left: Option<i64> = row.get(4);
+        return Ok(match (fingerprint, is_live(ms_left)) {
             (None, _) => Some(Placement::Placed),
-            (Some(_), true) => finished_record(&row, 0).map(Placement::Exists),
+            (Some(_), true) => live_record(&row, 0).map(Placement::Exists),
             (Some(_), false) => take_over(client, params).await?,
         });
     }
@@ -275,7 +279,7 @@ async fn place_once(
     let stmt = client.prepare_cached(sql::FINISHED).await?;
     let row = client.query_opt(&stmt, &[&tenant, &key]).await?;
     Ok(row
-        .and_then(|row| finished_record(&row, 0))
+        .and_then(|row| live_record(&row, 0))
         .map(Placement::Exists))
 }
 

@@ -3,10 +3,10 @@
 
 /// Claim and order in one statement, hence one implicit transaction and one commit:
 /// the key is taken unless a record holds it, and the order is inserted only if the
-/// claim succeeded. Otherwise the same round trip returns the record (with whether it
-/// is still live), so a replay costs one statement and writes nothing. A concurrent
-/// claim of the same key waits on the first one's row (bounded by `lock_timeout`).
-/// Rows: a placed order has a NULL fingerprint.
+/// claim succeeded. Otherwise the same round trip returns the record (with
+/// its milliseconds left, live if above 0), so a replay costs one statement and writes
+/// nothing. A concurrent claim of the same key waits on the first one's row (bounded by
+/// `lock_timeout`). Rows: a placed order has a NULL fingerprint.
 pub const PLACE_ORDER: &str = "
     WITH claim AS (
         INSERT INTO idempotency_keys
@@ -20,9 +20,10 @@ pub const PLACE_ORDER: &str = "
         SELECT order_id, $1, $2, $8, $9, $10, $11, $12 FROM claim
         RETURNING order_id
     )
-    SELECT NULL::bytea, NULL::integer, NULL::text, NULL::bytea, true FROM placed
+    SELECT NULL::bytea, NULL::integer, NULL::text, NULL::bytea, NULL::bigint FROM placed
     UNION ALL
-    SELECT k.fingerprint, k.status, k.location, o.body, k.expires_at > now()
+    SELECT k.fingerprint, k.status, k.location, o.body,
+           ceil(extract(epoch FROM k.expires_at - now()) * 1000)::bigint
     FROM idempotency_keys k JOIN orders o ON o.order_id = k.order_id
     WHERE k.tenant = $1 AND k.idem_key = $2 AND NOT EXISTS (SELECT 1 FROM claim)";
 
@@ -67,9 +68,11 @@ pub const PLACE_ORDERS: &str = "
         FROM input i JOIN claim c ON c.order_id = i.order_id
         RETURNING order_id
     )
-    SELECT order_id, NULL::bytea, NULL::integer, NULL::text, NULL::bytea, true FROM placed
+    SELECT order_id, NULL::bytea, NULL::integer, NULL::text, NULL::bytea, NULL::bigint
+    FROM placed
     UNION ALL
-    SELECT i.order_id, k.fingerprint, k.status, k.location, o.body, k.expires_at > now()
+    SELECT i.order_id, k.fingerprint, k.status, k.location, o.body,
+           ceil(extract(epoch FROM k.expires_at - now()) * 1000)::bigint
     FROM input i
     JOIN idempotency_keys k ON k.tenant = i.tenant AND k.idem_key = i.idem_key
     JOIN orders o ON o.order_id = k.order_id
@@ -77,7 +80,7 @@ pub const PLACE_ORDERS: &str = "
 
 pub const FINISHED: &str = "
     SELECT k.fingerprint, k.status, k.location, o.body,
-           (extract(epoch FROM k.expires_at - now()) * 1000)::bigint
+           ceil(extract(epoch FROM k.expires_at - now()) * 1000)::bigint
     FROM idempotency_keys k JOIN orders o ON o.order_id = k.order_id
     WHERE k.tenant = $1 AND k.idem_key = $2 AND k.expires_at > now()";
 

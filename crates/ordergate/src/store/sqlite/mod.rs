@@ -190,6 +190,12 @@ impl Store for SqliteStore {
         self.send(writer::Job::Purge(batch, reply), answer).await
     }
 
+    /// The writer looks the key up as it claims it, so a separate read first would
+    /// only add a second lookup and a hop to a reader thread for every new order.
+    fn place_finds_records(&self) -> bool {
+        true
+    }
+
     /// Reads answer, and writes too. After a failed commit (a full disk, say) the
     /// store stays unready until [`PROBE_INTERVAL`] has passed without another failure
     /// and a tiny write then commits. A commit that happens to fit on a nearly full disk

@@ -158,7 +158,7 @@ fn place(conn: &Connection, new: &NewOrder, now_ms: i64) -> Result<Placement, St
     }
     let key = new.order.idempotency_key.as_str();
     match sql::finished(conn, &new.tenant, key, now_ms)? {
-        Some(finished) => Ok(Placement::Exists(finished.record)),
+        Some(finished) => Ok(Placement::Exists(finished)),
         None => Err(StoreError::Database(
             "key neither claimable nor finished".into(),
         )),
