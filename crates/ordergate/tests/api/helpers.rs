@@ -290,6 +290,9 @@ impl TestApp {
             None => format!("sqlite://{}", self.db_path().display()),
         };
         self.shut_down().await;
+        if self.pg.is_none() {
+            released(&self.db_path()).await;
+        }
         let (dir, pg) = (self.dir, self.pg.take());
         serve_on(dir, pg, &url, &[], Arc::new(SystemClock)).await
     }
@@ -306,6 +309,19 @@ impl TestApp {
             server.await.expect("server task").expect("server ran");
         }
     }
+}
+
+/// Waits until no store holds the SQLite file: tasks that answered the last requests
+/// may still hold the old server's store for a moment after it stopped serving.
+async fn released(db: &std::path::Path) {
+    for _ in 0..500 {
+        let file = std::fs::File::open(db).expect("database file");
+        if file.try_lock().is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the old server never released {}", db.display());
 }
 
 /// Headers for acme's JSON POST with one idempotency key line.

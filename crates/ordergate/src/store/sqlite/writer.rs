@@ -2,8 +2,8 @@
 //!
 //! SQLite has one writer at a time and a durable commit costs an fsync, so requests
 //! queue here and the thread commits everything that queued while the last fsync ran
-//! in one transaction. Each request gets a savepoint, so one failing request does not
-//! fail the others in its batch.
+//! in one transaction. If the batch fails, each request is retried alone, so one
+//! failing request does not fail the others in its batch.
 
 use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
@@ -66,88 +66,105 @@ fn run(
     }
 }
 
-/// What each job will be answered once the batch's fate is known.
-enum Answer {
-    Place(
-        oneshot::Sender<Result<Placement, StoreError>>,
-        Result<Placement, StoreError>,
-    ),
-    Purge(
-        oneshot::Sender<Result<usize, StoreError>>,
-        Result<usize, StoreError>,
-    ),
-}
-
-/// Runs and commits one batch; false if the commit failed.
+/// Runs the batch in one transaction and commits it; false if a commit failed.
+///
+/// Statements in a batch almost never fail on their own (the claim is an upsert), so
+/// the batch runs without a savepoint per job. If anything fails, the whole
+/// transaction rolls back and each job is retried in a transaction of its own, so a
+/// failing job still fails alone.
 fn commit_batch(conn: &mut Connection, clock: &dyn Clock, batch: &mut Vec<Job>) -> bool {
     let now_ms = clock.now_ms();
-    let mut answers = Vec::with_capacity(batch.len());
-    let outcome = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(StoreError::from)
-        .and_then(|mut tx| {
-            for job in batch.drain(..) {
-                answers.push(run_job(&mut tx, job, now_ms));
-            }
-            tx.commit().map_err(StoreError::from)
-        });
-    if let Err(e) = &outcome {
-        tracing::error!(error = %e, jobs = answers.len().max(batch.len()), "group commit failed");
+    let jobs: Vec<Job> = batch.drain(..).filter_map(take_lease).collect();
+    if jobs.is_empty() {
+        return true;
     }
-    // Jobs never run (the transaction did not begin) still need an answer.
-    for job in batch.drain(..) {
-        answers.push(match job {
-            Job::Place(_, reply) => Answer::Place(reply, Err(StoreError::Closed)),
-            Job::Purge(_, reply) | Job::Probe(reply) => {
-                Answer::Purge(reply, Err(StoreError::Closed))
-            }
-        });
-    }
-    let committed = outcome.is_ok();
-    for answer in answers {
-        send(answer, outcome.as_ref().err());
-    }
-    committed
-}
-
-/// Answers a job; a failed commit turns every result into that failure.
-fn send(answer: Answer, commit_error: Option<&StoreError>) {
-    let failed = |e: &StoreError| StoreError::Database(e.to_string());
-    match answer {
-        Answer::Place(reply, result) => {
-            let _ = reply.send(match commit_error {
-                Some(e) if !matches!(result, Ok(Placement::Abandoned)) => Err(failed(e)),
-                _ => result,
-            });
+    match run_committed(conn, &jobs, now_ms) {
+        Ok(results) => {
+            jobs.into_iter()
+                .zip(results)
+                .for_each(|(job, r)| answer(job, Ok(r)));
+            true
         }
-        Answer::Purge(reply, result) => {
-            let _ = reply.send(commit_error.map_or(result, |e| Err(failed(e))));
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; committing one by one");
+            let mut committed = true;
+            for job in jobs {
+                let result = run_committed(conn, std::slice::from_ref(&job), now_ms)
+                    .map(|mut results| results.remove(0));
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "commit failed");
+                    committed = false;
+                }
+                answer(job, result);
+            }
+            committed
         }
     }
 }
 
-fn run_job(tx: &mut rusqlite::Transaction<'_>, job: Job, now_ms: i64) -> Answer {
+/// A place job whose lease ran out is answered now and never runs; the lease of
+/// every other place job is taken, so its request waits for the commit.
+fn take_lease(job: Job) -> Option<Job> {
     match job {
-        Job::Place(new, reply) => {
-            if !new.lease.take() {
-                return Answer::Place(reply, Ok(Placement::Abandoned));
-            }
-            Answer::Place(reply, in_savepoint(tx, |c| place(c, &new, now_ms)))
+        Job::Place(new, reply) if !new.lease.take() => {
+            let _ = reply.send(Ok(Placement::Abandoned));
+            None
         }
-        Job::Purge(limit, reply) => {
-            let purged = in_savepoint(tx, |c| {
-                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-                Ok(c.prepare_cached(sql::PURGE_EXPIRED)?
-                    .execute(rusqlite::params![now_ms, limit])?)
-            });
-            Answer::Purge(reply, purged)
+        job => Some(job),
+    }
+}
+
+/// What a job came to, before its answer is sent.
+enum Done {
+    Placed(Placement),
+    Counted(usize),
+}
+
+/// Runs `jobs` in one transaction and commits it; on any error nothing is kept.
+fn run_committed(
+    conn: &mut Connection,
+    jobs: &[Job],
+    now_ms: i64,
+) -> Result<Vec<Done>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let results = jobs
+        .iter()
+        .map(|job| run_job(&tx, job, now_ms))
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.commit()?;
+    Ok(results)
+}
+
+fn run_job(conn: &Connection, job: &Job, now_ms: i64) -> Result<Done, StoreError> {
+    Ok(match job {
+        Job::Place(new, _) => Done::Placed(place(conn, new, now_ms)?),
+        Job::Purge(limit, _) => {
+            let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
+            let purged = conn
+                .prepare_cached(sql::PURGE_EXPIRED)?
+                .execute(rusqlite::params![now_ms, limit])?;
+            Done::Counted(purged)
         }
-        Job::Probe(reply) => {
-            let probed = in_savepoint(tx, |c| {
-                c.pragma_update(None, "user_version", super::SCHEMA_VERSION)?;
-                Ok(0)
-            });
-            Answer::Purge(reply, probed)
+        Job::Probe(_) => {
+            conn.pragma_update(None, "user_version", super::SCHEMA_VERSION)?;
+            Done::Counted(0)
+        }
+    })
+}
+
+fn answer(job: Job, result: Result<Done, StoreError>) {
+    match job {
+        Job::Place(_, reply) => {
+            let _ = reply.send(result.and_then(|done| match done {
+                Done::Placed(placement) => Ok(placement),
+                Done::Counted(_) => Err(StoreError::Database("a count for a placement".into())),
+            }));
+        }
+        Job::Purge(_, reply) | Job::Probe(reply) => {
+            let _ = reply.send(result.map(|done| match done {
+                Done::Counted(n) => n,
+                Done::Placed(_) => 0,
+            }));
         }
     }
 }
@@ -162,27 +179,5 @@ fn place(conn: &Connection, new: &NewOrder, now_ms: i64) -> Result<Placement, St
         None => Err(StoreError::Database(
             "key neither claimable nor finished".into(),
         )),
-    }
-}
-
-/// Runs `work` in a savepoint: on error only its own changes are rolled back.
-/// The savepoint statements are prepared once (rusqlite's `Savepoint` re-parses them
-/// for every job, which showed in the writer's profile).
-fn in_savepoint<T>(
-    tx: &mut rusqlite::Transaction<'_>,
-    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    let run = |sql: &str| tx.prepare_cached(sql).and_then(|mut s| s.execute([]));
-    run("SAVEPOINT job")?;
-    match work(tx) {
-        Ok(result) => {
-            run("RELEASE job")?;
-            Ok(result)
-        }
-        Err(e) => {
-            run("ROLLBACK TO job")?;
-            run("RELEASE job")?;
-            Err(e)
-        }
     }
 }
