@@ -48,13 +48,7 @@ async fn every_setting_can_come_from_the_environment() {
 #[tokio::test]
 async fn open_mode_serves_tenant_default_on_loopback_only() {
     let dir = tempfile::tempdir().expect("dir");
-    let db = process::sqlite_url(dir.path());
-    let gw = process::serve(process::command(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        &db,
-    ]));
+    let gw = process::serve_sqlite(dir.path());
     assert_eq!(post(&gw, None, "open", ORDER).await, 201);
     let found = client()
         .get(gw.url("/orders?idempotencyKey=open"))
@@ -139,13 +133,7 @@ async fn the_api_keys_file_is_re_read_on_sighup() {
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     let dir = tempfile::tempdir().expect("dir");
-    let db = process::sqlite_url(dir.path());
-    let gw = process::serve(process::command(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        &db,
-    ]));
+    let gw = process::serve_sqlite(dir.path());
     // Half a request: headers and part of the body, then SIGTERM, then the rest.
     let mut stream = std::net::TcpStream::connect(gw.addr).expect("connect");
     let head = format!(

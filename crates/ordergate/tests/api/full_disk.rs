@@ -80,13 +80,7 @@ async fn post(client: &reqwest::Client, url: &str, key: &str) -> (u16, bytes::By
 async fn a_full_disk_gives_503_and_unready_then_the_server_recovers_with_nothing_lost() {
     let dir = tempfile::tempdir().expect("dir");
     let disk = SmallDisk::new(dir.path());
-    let db = process::sqlite_url(disk.path());
-    let gw = process::serve(process::command(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        &db,
-    ]));
+    let gw = process::serve_sqlite(disk.path());
     let client = reqwest::Client::new();
     let url = gw.url("/orders");
     let mut acked = Vec::new();

@@ -273,6 +273,15 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `GET path` without a token (the operations endpoints need none).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))

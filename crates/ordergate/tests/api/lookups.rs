@@ -70,7 +70,7 @@ async fn lookups_need_the_token(db: Db) {
         .expect("ascii")
         .to_owned();
     for path in [location.as_str(), "/orders?idempotencyKey=private"] {
-        let response = app.client.get(app.url(path)).send().await.expect("sent");
+        let response = app.get(path).await;
         let (status, _, _) = problem(response).await;
         assert_eq!(status, 401, "{path}");
     }

@@ -34,6 +34,12 @@ pub fn command(args: &[&str]) -> Command {
     cmd
 }
 
+/// `ordergate serve` in open mode on a loopback port, on a SQLite file in `dir`.
+pub fn serve_sqlite(dir: &Path) -> Gateway {
+    let db = sqlite_url(dir);
+    serve(command(&["--listen", "127.0.0.1:0", "--database", &db]))
+}
+
 /// A fresh SQLite URL in `dir`.
 pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("ordergate.db").display())

@@ -259,8 +259,13 @@ pub async fn ping_answers(b: Backend) {
     b.store.ping().await.expect("ping");
 }
 
+/// Runs each listed case once per backend, as `sqlite::CASE` and `postgres::CASE`.
 macro_rules! store_contract {
-    ($backend:ident: $($case:ident),* $(,)?) => {
+    ($($case:ident),* $(,)?) => {
+        store_contract!(@backend sqlite: $($case),*);
+        store_contract!(@backend postgres: $($case),*);
+    };
+    (@backend $backend:ident: $($case:ident),*) => {
         mod $backend {
             $(
                 #[tokio::test]
@@ -272,17 +277,7 @@ macro_rules! store_contract {
     };
 }
 
-store_contract!(sqlite:
-    a_placed_order_is_finished_and_readable,
-    a_second_placement_of_a_live_key_returns_the_first,
-    an_abandoned_order_is_not_placed,
-    an_expired_record_is_gone_before_the_purge_and_the_key_is_new_again,
-    the_purge_deletes_only_expired_records,
-    a_failing_placement_fails_alone_and_leaves_no_claim,
-    ping_answers,
-);
-
-store_contract!(postgres:
+store_contract!(
     a_placed_order_is_finished_and_readable,
     a_second_placement_of_a_live_key_returns_the_first,
     an_abandoned_order_is_not_placed,

@@ -127,19 +127,9 @@ async fn a_store_failure_is_a_503_with_retry_after_and_no_internal_text(db: Db) 
     );
     let (status, _, _) = problem(app.get_as(ACME, "/orders?idempotencyKey=down").await).await;
     assert_eq!(status, 503);
-    let ready = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("sent");
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);
-    let health = app
-        .client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("sent");
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200, "the process still serves");
     app.stop().await;
 }
