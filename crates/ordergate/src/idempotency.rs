@@ -54,7 +54,9 @@ pub struct Submission {
 
 impl Gateway {
     /// Runs the protocol to its end. Store failures are logged here and answered as
-    /// `Unavailable`: the caller cannot know whether the order exists.
+    /// `Unavailable`: the caller cannot know whether the order exists. The caller has
+    /// already tried [`Gateway::cached_verdict`]; skipping it would only be slower, as
+    /// the store has the last word anyway.
     pub async fn submit(&self, submission: Submission) -> Outcome {
         let deadline = Instant::now() + self.lease_ttl;
         match self.submit_until(&submission, deadline).await {
@@ -79,10 +81,6 @@ impl Gateway {
     async fn submit_until(&self, s: &Submission, deadline: Instant) -> Result<Outcome, StoreError> {
         let wait_until = Instant::now() + IN_FLIGHT_WAIT;
         loop {
-            // Also after waiting: the request waited for has usually just filled it.
-            if let Some(outcome) = self.cached_verdict(s) {
-                return Ok(outcome);
-            }
             let valid = s.payload.order_request();
             // A store whose placement finds live records itself is asked once, not
             // twice, for a valid order; an invalid one always needs the record.
@@ -107,6 +105,10 @@ impl Gateway {
                     let waited = timeout_at(wait_until.min(deadline), other.wait()).await;
                     if waited.is_err() {
                         return Ok(Outcome::InProgress);
+                    }
+                    // The request waited for has usually just filled the cache.
+                    if let Some(outcome) = self.cached_verdict(s) {
+                        return Ok(outcome);
                     }
                 }
             }
