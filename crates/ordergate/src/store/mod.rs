@@ -37,6 +37,18 @@ pub struct NewOrder {
     pub lease: Lease,
 }
 
+impl NewOrder {
+    /// The record's lifetime in milliseconds, as both backends store it.
+    pub fn result_ttl_ms(&self) -> i64 {
+        i64::try_from(self.result_ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// The quantity as a SQL integer (validation caps it at 2^53 - 1).
+    pub fn quantity_i64(&self) -> i64 {
+        i64::try_from(self.order.request.quantity.get()).unwrap_or(i64::MAX)
+    }
+}
+
 /// A live finished record and how long it has left, by the store's clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finished {

@@ -182,7 +182,7 @@ impl Columns {
                 .map(|n| i32::from(n.response.status))
                 .collect(),
             location: orders.iter().map(|n| n.response.location.clone()).collect(),
-            ttl_ms: orders.iter().map(|n| ttl_ms(n)).collect(),
+            ttl_ms: orders.iter().map(|n| n.result_ttl_ms()).collect(),
             symbol: orders
                 .iter()
                 .map(|n| n.order.request.symbol.as_str().to_owned())
@@ -191,7 +191,7 @@ impl Columns {
                 .iter()
                 .map(|n| n.order.request.side.as_str())
                 .collect(),
-            quantity: orders.iter().map(|n| quantity(n)).collect(),
+            quantity: orders.iter().map(|n| n.quantity_i64()).collect(),
             accepted_at_ms: orders.iter().map(|n| n.order.accepted_at_ms).collect(),
             body: orders.iter().map(|n| n.response.body.clone()).collect(),
         }
@@ -215,21 +215,13 @@ impl Columns {
     }
 }
 
-fn ttl_ms(new: &NewOrder) -> i64 {
-    i64::try_from(new.result_ttl.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn quantity(new: &NewOrder) -> i64 {
-    i64::try_from(new.order.request.quantity.get()).unwrap_or(i64::MAX)
-}
-
 /// One order on its own: place it, find the record that holds its key, or take over
 /// an expired one, looking again when the record changes under it.
 async fn place_alone(client: &Client, new: &NewOrder) -> Result<Placement, StoreError> {
     let order = &new.order;
     let request = &order.request;
     let key = order.idempotency_key.as_str();
-    let (ttl_ms, quantity) = (ttl_ms(new), quantity(new));
+    let (ttl_ms, quantity) = (new.result_ttl_ms(), new.quantity_i64());
     let status = i32::from(new.response.status);
     let params: [&(dyn ToSql + Sync); 12] = [
         &new.tenant,

@@ -90,7 +90,6 @@ pub fn claim_and_insert(
 ) -> Result<bool, StoreError> {
     let order = &new.order;
     let order_id = order.order_id.to_string();
-    let ttl_ms = i64::try_from(new.result_ttl.as_millis()).unwrap_or(i64::MAX);
     let claimed = conn.prepare_cached(CLAIM_KEY)?.execute(params![
         new.tenant,
         order.idempotency_key.as_str(),
@@ -98,7 +97,7 @@ pub fn claim_and_insert(
         order_id,
         new.response.status,
         new.response.location,
-        now_ms.saturating_add(ttl_ms),
+        now_ms.saturating_add(new.result_ttl_ms()),
         now_ms,
     ])?;
     if claimed == 0 {
@@ -111,7 +110,7 @@ pub fn claim_and_insert(
         order.idempotency_key.as_str(),
         request.symbol.as_str(),
         request.side.as_str(),
-        i64::try_from(request.quantity.get()).unwrap_or(i64::MAX),
+        new.quantity_i64(),
         order.accepted_at_ms,
         new.response.body,
     ])?;
