@@ -28,6 +28,8 @@ pub enum ApiError {
     MissingLookupKey,
     #[error("no such order")]
     NotFound,
+    #[error("this method is not allowed on this path")]
+    MethodNotAllowed,
     #[error("a request with this key is still being processed")]
     InProgress,
     #[error("this key was used with a different payload")]
@@ -52,6 +54,7 @@ impl ApiError {
             }
             Self::Key(KeyError::Malformed(_)) => ErrorCode::InvalidIdempotencyKey,
             Self::NotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::InProgress => ErrorCode::InProgress,
             Self::KeyReused => ErrorCode::IdempotencyKeyReused,
             Self::InvalidOrder(_) => ErrorCode::InvalidOrder,
@@ -133,23 +136,4 @@ fn stored_response(stored: StoredResponse, replay: bool) -> Response {
 /// An order JSON read back with `GET`.
 pub fn order_response(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// axum answers a known path with a wrong method by an empty 405 with `Allow`; the
-/// contract wants problem+json, so the body is replaced and the headers kept.
-pub async fn method_not_allowed_as_problem(response: Response) -> Response {
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
-        return response;
-    }
-    let (mut parts, _) = response.into_parts();
-    let problem = Problem::new(
-        ErrorCode::MethodNotAllowed,
-        "this method is not allowed on this path",
-    );
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(problem.to_json()))
 }

@@ -1,6 +1,8 @@
 //! The HTTP-level checks of `POST /orders`, in the contract's order: token, media
 //! type and encoding, body size, then the `Idempotency-Key` header.
 
+use std::time::Duration;
+
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
@@ -14,6 +16,9 @@ pub fn tenant(auth: &Auth, headers: &HeaderMap) -> Result<String, ApiError> {
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     auth.tenant(authorization).ok_or(ApiError::Unauthorized)
 }
+
+/// How long a client may take to send its body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most bytes of an oversized body read (and dropped) before answering 413.
 const DISCARD_LIMIT: usize = 1 << 20;
@@ -57,9 +62,17 @@ fn is_json(content_type: &[u8]) -> bool {
     token(kind) && token(subtype) && (essence == b"application/json" || subtype.ends_with(b"+json"))
 }
 
-/// Step 4: the body, at most `max` bytes. A declared length over the limit is refused
-/// before anything is read.
-pub async fn read_body(headers: &HeaderMap, mut body: Body, max: u64) -> Result<Bytes, ApiError> {
+/// Step 4: the body, at most `max` bytes, within [`BODY_READ_TIMEOUT`] (408 after it).
+pub async fn read_body(headers: &HeaderMap, body: Body, max: u64) -> Result<Bytes, ApiError> {
+    // `timeout` polls the read before its timer, and arms the timer only if the read
+    // is pending: the body of a small order nearly always came with its headers.
+    tokio::time::timeout(BODY_READ_TIMEOUT, read_limited(headers, body, max))
+        .await
+        .unwrap_or(Err(ApiError::BodyUnreadable))
+}
+
+/// A declared length over the limit is refused before anything is read.
+async fn read_limited(headers: &HeaderMap, mut body: Body, max: u64) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -1,5 +1,6 @@
 //! Operations endpoints: liveness, readiness, metrics, and the unknown-path answer.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ pub async fn healthz() -> &'static str {
 }
 
 /// `GET /readyz`: the database answers and the server is not shutting down.
-pub async fn readyz(State(state): State<AppState>) -> Response {
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.shutting_down.load(Ordering::SeqCst) {
         return ApiError::Unavailable.into_response();
     }
@@ -33,7 +34,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -42,6 +43,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// A known path with a method it does not serve; axum adds the `Allow` header.
+pub async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
 }
 
 /// Any path that is not routed.

@@ -1,5 +1,6 @@
 //! `POST /orders`, `GET /orders/{id}` and `GET /orders?idempotencyKey=K`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::QueryRejection;
@@ -15,7 +16,7 @@ use super::{ApiError, AppState, intake};
 use crate::idempotency::Submission;
 
 /// `POST /orders`.
-pub async fn create(State(state): State<AppState>, request: Request) -> Response {
+pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
     let (label, response) = match submit(&state, request).await {
         Ok(outcome) => {
@@ -37,7 +38,7 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Response
     response
 }
 
-async fn submit(state: &AppState, request: Request) -> Result<Outcome, ApiError> {
+async fn submit(state: &Arc<AppState>, request: Request) -> Result<Outcome, ApiError> {
     let (parts, body) = request.into_parts();
     let tenant = intake::tenant(&state.auth, &parts.headers)?;
     intake::check_media_type(&parts.headers)?;
@@ -52,10 +53,10 @@ async fn submit(state: &AppState, request: Request) -> Result<Outcome, ApiError>
     if let Some(outcome) = state.gateway.cached_verdict(&submission) {
         return Ok(outcome);
     }
-    let gateway = state.gateway.clone();
+    let state = Arc::clone(state);
     // Spawned: once the body is in, a client hanging up must not cancel the protocol
     // half-way through (the task runs to its end whether or not anyone listens).
-    tokio::spawn(async move { gateway.submit(submission).await })
+    tokio::spawn(async move { state.gateway.submit(submission).await })
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "submission task failed");
@@ -65,7 +66,7 @@ async fn submit(state: &AppState, request: Request) -> Result<Outcome, ApiError>
 
 /// `GET /orders/{id}`.
 pub async fn find_by_id(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
@@ -91,7 +92,7 @@ pub struct KeyQuery {
 
 /// `GET /orders?idempotencyKey=K`: "did my order go through?", without placing one.
 pub async fn find_by_key(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     query: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Response {

@@ -326,6 +326,38 @@ async fn quantities_are_read_by_value(db: Db) {
     app.stop().await;
 }
 
+/// A client that sends its headers and then stalls mid-body gets a 408 after the
+/// server's 10 s body timeout, and nothing is placed under its key.
+async fn a_body_that_stops_arriving_is_a_408_and_places_nothing(db: Db) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(db).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "POST /orders HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ACME}\r\n\
+         idempotency-key: stalled\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{}",
+        ORDER.len(),
+        &ORDER[..10]
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer within 20 s");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains(r#""error":"request_timeout""#), "{answer}");
+    let found = app.get_as(ACME, "/orders?idempotencyKey=stalled").await;
+    assert_eq!(found.status(), 404);
+    app.stop().await;
+}
+
 /// The order JSON followed by spaces up to `len` bytes (still the same JSON).
 fn pad(json: &str, len: usize) -> String {
     format!("{json}{}", " ".repeat(len - json.len()))
@@ -347,4 +379,5 @@ on_each_backend!(
     an_invalid_order_is_a_422_naming_the_member,
     an_invalid_order_is_not_stored_so_the_fixed_body_can_reuse_the_key,
     quantities_are_read_by_value,
+    a_body_that_stops_arriving_is_a_408_and_places_nothing,
 );
