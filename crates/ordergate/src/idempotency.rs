@@ -15,9 +15,10 @@
 //! The whole request is bounded by the lease: past it the order is abandoned before
 //! the store starts on it, and the client gets 503 (outcome unknown, retry same key).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ordergate_core::{
     FinishedRecord, IdempotencyKey, Order, OrderRequest, Outcome, Payload, RetryVerdict,
     StoredResponse,
@@ -49,7 +50,24 @@ pub struct Gateway {
 pub struct Submission {
     pub tenant: String,
     pub key: IdempotencyKey,
-    pub payload: Payload,
+    pub body: Bytes,
+    /// Parsed on first use: a byte-identical retry is answered without it.
+    payload: OnceLock<Payload>,
+}
+
+impl Submission {
+    pub fn new(tenant: String, key: IdempotencyKey, body: Bytes) -> Self {
+        Self {
+            tenant,
+            key,
+            body,
+            payload: OnceLock::new(),
+        }
+    }
+
+    pub fn payload(&self) -> &Payload {
+        self.payload.get_or_init(|| Payload::from_body(&self.body))
+    }
 }
 
 impl Gateway {
@@ -70,18 +88,22 @@ impl Gateway {
 
     /// The answer from the replay cache, if it holds the key's record: a replay or a
     /// 422 for another payload, decided without the store. Cheap enough to try before
-    /// spawning a task for [`Gateway::submit`].
+    /// spawning a task for [`Gateway::submit`]. Most retries resend the very bytes of
+    /// a request already answered under the key: those replay without being parsed.
     pub fn cached_verdict(&self, s: &Submission) -> Option<Outcome> {
-        let record = self
+        let cached = self
             .replays
             .get(&s.tenant, s.key.as_str(), self.clock.now_ms())?;
-        Some(verdict(&record, &s.payload))
+        if cached.was_answered_for(&s.body) {
+            return Some(Outcome::Replayed(cached.record.response.clone()));
+        }
+        Some(verdict(&cached.record, s.payload()))
     }
 
     async fn submit_until(&self, s: &Submission, deadline: Instant) -> Result<Outcome, StoreError> {
         let wait_until = Instant::now() + IN_FLIGHT_WAIT;
         loop {
-            let valid = s.payload.order_request();
+            let valid = s.payload().order_request();
             // A store whose placement finds live records itself is asked once, not
             // twice, for a valid order; an invalid one always needs the record.
             if valid.is_err() || !self.store.place_finds_records() {
@@ -135,7 +157,7 @@ impl Gateway {
             location: order.location(),
             body: order.to_json(),
         };
-        let Some(fingerprint) = s.payload.fingerprint() else {
+        let Some(fingerprint) = s.payload().fingerprint() else {
             // A valid order always has a canonical form; refuse rather than store none.
             return Err(StoreError::Database(
                 "valid order without fingerprint".into(),
@@ -158,7 +180,7 @@ impl Gateway {
                 // The store stamps its expiry after the acceptance time was read, so
                 // counting from it keeps the cached expiry no later than the record's.
                 let expires_at_ms = order_accepted_at_ms.saturating_add(millis(self.result_ttl));
-                self.remember(s, record, expires_at_ms);
+                self.remember(s, record, expires_at_ms, true);
                 Outcome::Created(response)
             }
             Placement::Exists(finished) => {
@@ -191,15 +213,18 @@ impl Gateway {
     /// reading from before the store was asked, so the cached expiry is never later
     /// than the record's.
     fn answer_from_record(&self, s: &Submission, finished: Finished, asked_at_ms: i64) -> Outcome {
-        let outcome = verdict(&finished.record, &s.payload);
+        let outcome = verdict(&finished.record, s.payload());
         let expires_at_ms = asked_at_ms.saturating_add(millis(finished.ttl_left));
-        self.remember(s, finished.record, expires_at_ms);
+        let replayed = matches!(outcome, Outcome::Replayed(_));
+        self.remember(s, finished.record, expires_at_ms, replayed);
         outcome
     }
 
-    fn remember(&self, s: &Submission, record: FinishedRecord, expires_at_ms: i64) {
+    /// Caches the record; with the request's bytes only if they carry its payload.
+    fn remember(&self, s: &Submission, record: FinishedRecord, expires_at_ms: i64, ours: bool) {
+        let body = ours.then(|| s.body.clone());
         self.replays
-            .insert(&s.tenant, s.key.as_str(), record, expires_at_ms);
+            .insert(&s.tenant, s.key.as_str(), record, body, expires_at_ms);
     }
 }
 

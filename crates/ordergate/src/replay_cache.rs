@@ -5,19 +5,44 @@
 //! stored record's: it is computed from a clock reading taken *before* the store
 //! reported the record's remaining life. A live record never changes, so nothing
 //! else can make an entry stale.
+//!
+//! An entry may also keep the bytes of a request known to carry its payload (the one
+//! that created the record, or one judged a replay of it), if they are small. A retry
+//! with those very bytes has that payload, so it replays without being parsed and
+//! fingerprinted; any other body is judged by its fingerprint as before.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
 use lru::LruCache;
 use ordergate_core::FinishedRecord;
 
 /// Entries kept; a few hundred bytes each.
 pub const DEFAULT_CAPACITY: usize = 16_384;
 
+/// Request bodies up to this size are kept with their entry (bounds the cache's
+/// memory: order bodies are a few dozen bytes).
+const REQUEST_BODY_MAX: usize = 512;
+
 struct Entry {
-    record: Arc<FinishedRecord>,
+    cached: Cached,
     expires_at_ms: i64,
+}
+
+/// A cached record, and the bytes of a request known to carry its payload.
+#[derive(Clone)]
+pub struct Cached {
+    pub record: Arc<FinishedRecord>,
+    request_body: Option<Bytes>,
+}
+
+impl Cached {
+    /// True if `body` is byte for byte a request already answered with this record:
+    /// the same bytes are the same payload, so it replays without being parsed.
+    pub fn was_answered_for(&self, body: &[u8]) -> bool {
+        self.request_body.as_deref() == Some(body)
+    }
 }
 
 /// The cache; cheap to share behind an `Arc`.
@@ -40,11 +65,11 @@ impl ReplayCache {
     }
 
     /// The key's finished record, if cached and not expired at `now_ms`.
-    pub fn get(&self, tenant: &str, key: &str, now_ms: i64) -> Option<Arc<FinishedRecord>> {
+    pub fn get(&self, tenant: &str, key: &str, now_ms: i64) -> Option<Cached> {
         let slot = slot(tenant, key);
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         match entries.get(&slot) {
-            Some(entry) if entry.expires_at_ms > now_ms => Some(entry.record.clone()),
+            Some(entry) if entry.expires_at_ms > now_ms => Some(entry.cached.clone()),
             Some(_) => {
                 entries.pop(&slot);
                 None
@@ -53,9 +78,21 @@ impl ReplayCache {
         }
     }
 
-    pub fn insert(&self, tenant: &str, key: &str, record: FinishedRecord, expires_at_ms: i64) {
+    /// Caches `record` until `expires_at_ms`. `request_body` must carry the record's
+    /// payload (the request that created it, or one judged a replay of it).
+    pub fn insert(
+        &self,
+        tenant: &str,
+        key: &str,
+        record: FinishedRecord,
+        request_body: Option<Bytes>,
+        expires_at_ms: i64,
+    ) {
         let entry = Entry {
-            record: Arc::new(record),
+            cached: Cached {
+                record: Arc::new(record),
+                request_body: request_body.filter(|b| b.len() <= REQUEST_BODY_MAX),
+            },
             expires_at_ms,
         };
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -91,7 +128,7 @@ mod tests {
     #[test]
     fn an_entry_is_served_until_its_expiry_and_not_after() {
         let cache = ReplayCache::default();
-        cache.insert("t", "k", record(), 1_000);
+        cache.insert("t", "k", record(), None, 1_000);
         assert!(cache.get("t", "k", 999).is_some());
         assert!(cache.get("t", "k", 1_000).is_none());
         assert!(
@@ -101,12 +138,35 @@ mod tests {
     }
 
     #[test]
+    fn only_the_kept_request_bytes_are_known_to_replay() {
+        let cache = ReplayCache::default();
+        let body = Bytes::from_static(br#"{"symbol":"AAPL"}"#);
+        cache.insert("t", "k", record(), Some(body.clone()), i64::MAX);
+        let cached = cache.get("t", "k", 0).expect("cached");
+        assert!(cached.was_answered_for(&body));
+        assert!(!cached.was_answered_for(br#"{"symbol":"MSFT"}"#));
+        assert!(!cached.was_answered_for(b""));
+        cache.insert("t", "none", record(), None, i64::MAX);
+        let without = cache.get("t", "none", 0).expect("cached");
+        assert!(!without.was_answered_for(b""), "no bytes kept, none match");
+    }
+
+    #[test]
+    fn large_request_bodies_are_not_kept() {
+        let cache = ReplayCache::default();
+        let large = Bytes::from(vec![b' '; REQUEST_BODY_MAX + 1]);
+        cache.insert("t", "k", record(), Some(large.clone()), i64::MAX);
+        let cached = cache.get("t", "k", 0).expect("cached");
+        assert!(!cached.was_answered_for(&large));
+    }
+
+    #[test]
     fn tenants_do_not_share_entries_and_the_size_is_bounded() {
         let cache = ReplayCache::with_capacity(2);
-        cache.insert("a", "k", record(), i64::MAX);
+        cache.insert("a", "k", record(), None, i64::MAX);
         assert!(cache.get("b", "k", 0).is_none());
-        cache.insert("a", "k2", record(), i64::MAX);
-        cache.insert("a", "k3", record(), i64::MAX);
+        cache.insert("a", "k2", record(), None, i64::MAX);
+        cache.insert("a", "k3", record(), None, i64::MAX);
         assert!(
             cache.get("a", "k", 0).is_none(),
             "the least recently used went"

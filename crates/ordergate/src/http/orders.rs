@@ -7,7 +7,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use ordergate_core::{IdempotencyKey, Outcome, Payload};
+use ordergate_core::{IdempotencyKey, Outcome};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -45,11 +45,7 @@ async fn submit(state: &Arc<AppState>, request: Request) -> Result<Outcome, ApiE
     let body = intake::read_body(&parts.headers, body, state.max_body).await?;
     let key = intake::idempotency_key(&parts.headers)?;
     tracing::Span::current().record("tenant", tenant.as_str());
-    let submission = Submission {
-        tenant,
-        key,
-        payload: Payload::from_body(&body),
-    };
+    let submission = Submission::new(tenant, key, body);
     if let Some(outcome) = state.gateway.cached_verdict(&submission) {
         return Ok(outcome);
     }

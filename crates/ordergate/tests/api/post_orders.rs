@@ -119,6 +119,36 @@ async fn the_same_key_with_another_payload_is_refused(db: Db) {
     app.stop().await;
 }
 
+/// The replay cache answers byte-identical retries without parsing them; a retry in
+/// other bytes of the same payload, or of another payload, is still judged by value,
+/// whether the record came from this process or from the store after a restart.
+async fn retries_are_judged_by_payload_not_by_bytes(db: Db) {
+    let same = r#"{ "quantity": 1e2, "side": "buy", "symbol": "AAPL" }"#;
+    let other = r#"{"symbol":"AAPL","side":"buy","quantity":99}"#;
+    let app = spawn_app(db).await;
+    let first = app.post("bytes", ORDER).await;
+    assert_eq!(first.status(), 201);
+    let body = first.bytes().await.expect("body");
+    let mut app = app;
+    for round in ["warm", "cold"] {
+        for retry_body in [same, ORDER, same] {
+            let retry = app.post("bytes", retry_body).await;
+            assert_eq!(retry.status(), 201, "{round}: {retry_body}");
+            assert_eq!(retry.headers()["idempotent-replay"], "true");
+            assert_eq!(retry.bytes().await.expect("body"), body, "{round}");
+        }
+        let (status, code, _) = problem(app.post("bytes", other).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (422, "idempotency_key_reused"),
+            "{round}"
+        );
+        app = app.restart().await;
+    }
+    assert_eq!(app.orders_per_key().await, vec![1]);
+    app.stop().await;
+}
+
 async fn a_missing_key_is_a_400(db: Db) {
     let app = spawn_app(db).await;
     let mut headers = acme_headers(b"x");
@@ -369,6 +399,7 @@ on_each_backend!(
     a_fresh_process_answers_retries_as_the_first_did,
     the_quoted_and_plain_forms_of_a_key_are_one_key,
     the_same_key_with_another_payload_is_refused,
+    retries_are_judged_by_payload_not_by_bytes,
     a_missing_key_is_a_400,
     malformed_keys_are_a_400,
     a_key_of_255_characters_is_accepted,
