@@ -26,6 +26,7 @@ impl Readers {
         let jobs = Arc::new(Mutex::new(jobs));
         for i in 0..threads {
             let conn = Connection::open(path)?;
+            conn.busy_handler(Some(super::wait_for_lock))?;
             let jobs = jobs.clone();
             std::thread::Builder::new()
                 .name(format!("sqlite-reader-{i}"))

@@ -5,13 +5,14 @@
 //! in one transaction. If the batch fails, each request is retried alone, so one
 //! failing request does not fail the others in its batch.
 
-use std::sync::Arc;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpointer::{RestartWanted, restart_wal};
 use super::sql;
 use crate::clock::Clock;
 use crate::store::{NewOrder, Placement, StoreError};
@@ -36,11 +37,12 @@ pub fn spawn(
     conn: Connection,
     clock: Arc<dyn Clock>,
     failed_at: FailedAt,
+    restart_wanted: RestartWanted,
 ) -> std::io::Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
     let handle = std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || run(conn, clock, rx, &failed_at))?;
+        .spawn(move || run(conn, clock, rx, &failed_at, &restart_wanted))?;
     Ok((tx, handle))
 }
 
@@ -49,9 +51,13 @@ fn run(
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Job>,
     failed_at: &FailedAt,
+    restart_wanted: &AtomicBool,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
+        if restart_wanted.swap(false, Ordering::Acquire) {
+            restart_wal(&conn);
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
