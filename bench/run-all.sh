@@ -23,6 +23,18 @@ wrk_run() { # URL SCRIPT -> "req/s p99_ms"
                  p99 = (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v}
     END {printf "%s %.2f\n", rps, p99}'
 }
+# The server's own latency histogram for OUTCOME (created, replayed): "le count" lines.
+buckets() {
+  curl -sf "http://$addr/metrics" | awk -F'[{}"]' -v o="outcome=\"$1\"" \
+    '/duration_seconds_bucket/ && /post_orders/ && index($0, o) {print $3, $NF + 0}'
+}
+# p99 per request from two bucket snapshots: the upper bound of the bucket that holds it.
+server_p99() { # BEFORE AFTER -> ms
+  awk 'FILENAME == ARGV[1] {before[$1] = $2; next}
+       {d[$1] = $2 - before[$1]; if ($1 == "+Inf") total = d[$1]}
+       END {best = ""; for (le in d) if (le != "+Inf" && total > 0 && d[le] >= 0.99 * total && (best == "" || le + 0 < best + 0)) best = le
+            if (best == "") print "inf"; else printf "%.1f\n", best * 1000}' "$1" "$2"
+}
 wait_up() { until curl -sf "http://$1/healthz" >/dev/null 2>&1 || curl -sf -o /dev/null -X POST "http://$1/orders" 2>/dev/null; do sleep 0.1; done; }
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
@@ -45,15 +57,22 @@ wait_up $addr
 curl -sf -X POST "http://$addr/orders" -H 'Idempotency-Key: bench-replay' \
   -H 'Content-Type: application/json' -d '{"symbol":"AAPL","side":"buy","quantity":100}' >/dev/null
 
-echo "round: bare req/s p99 ms | new orders req/s p99 ms | replays req/s p99 ms"
+echo "round: bare req/s p99 ms | new orders req/s p99 ms, server p99 ms | replays req/s p99 ms, server p99 ms"
 for round in $(seq "$rounds"); do
   read -r bare_rps bare_p99 < <(wrk_run "http://$bare_addr/orders" bench/new-orders.lua)
+  buckets created >"$dir/before"
   read -r new_rps new_p99 < <(wrk_run "http://$addr/orders" bench/new-orders.lua)
+  buckets created >"$dir/after"
+  new_server=$(server_p99 "$dir/before" "$dir/after")
+  buckets replayed >"$dir/before"
   read -r rep_rps rep_p99 < <(wrk_run "http://$addr/orders" bench/replay.lua)
-  echo "$round: $bare_rps $bare_p99 | $new_rps $new_p99 | $rep_rps $rep_p99"
-  echo "$bare_rps $bare_p99 $new_rps $new_p99 $rep_rps $rep_p99" >>"$dir/rounds"
+  buckets replayed >"$dir/after"
+  rep_server=$(server_p99 "$dir/before" "$dir/after")
+  echo "$round: $bare_rps $bare_p99 | $new_rps $new_p99, $new_server | $rep_rps $rep_p99, $rep_server"
+  echo "$bare_rps $bare_p99 $new_rps $new_p99 $rep_rps $rep_p99 $new_server $rep_server" >>"$dir/rounds"
 done
 kill $bare
+per_request=$(./target/release/ordergate bench --url "http://$addr" --scenario new --connections 32 --duration 10s 2>/dev/null | grep -E '^(answers|latency)' | tr -s ' ' | tr '\n' ' ')
 check=$(./target/release/ordergate bench --url "http://$addr" --scenario race --duration 5s --json 2>/dev/null)
 rss_kib=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 
@@ -62,12 +81,19 @@ ratio_col() { awk -v c="$1" '{printf "%.3f\n", $c / $1}' "$dir/rounds" | median;
 echo
 echo "Medians of $rounds rounds; each ratio is taken within its round."
 echo
-echo "| figure | req/s | p99 | ratio to bare | target |"
-echo "|---|---|---|---|---|"
-echo "| bare axum handler | $(col 1) | $(col 2) ms | 1.00 | |"
-echo "| durable new orders, SQLite | $(col 3) | $(col 4) ms | $(ratio_col 3) | >= 0.40, p99 <= 5 ms |"
-echo "| replays of one key | $(col 5) | $(col 6) ms | $(ratio_col 5) | >= 0.70 |"
-echo "| peak RSS of ordergate | $((rss_kib / 1024)) MiB | | | <= 64 MiB |"
+echo "| figure | req/s | p99 (wrk) | p99 per request (server) | ratio to bare | target |"
+echo "|---|---|---|---|---|---|"
+echo "| bare axum handler | $(col 1) | $(col 2) ms | | 1.00 | |"
+echo "| durable new orders, SQLite | $(col 3) | $(col 4) ms | <= $(col 7) ms | $(ratio_col 3) | >= 0.40, p99 <= 5 ms |"
+echo "| replays of one key | $(col 5) | $(col 6) ms | <= $(col 8) ms | $(ratio_col 5) | >= 0.70 |"
+echo "| peak RSS of ordergate | $((rss_kib / 1024)) MiB | | | | <= 64 MiB |"
+echo
+echo "wrk 4.1's percentiles are corrected for coordinated omission: each answer slower than"
+echo "the mean interval between two requests on a connection adds made-up samples, so one"
+echo "pause of the writer counts as thousands of slow requests. The server column is the"
+echo "bucket bound of ordergate's own histogram for the same run, one sample per request."
+echo
+echo "ordergate bench --scenario new (32 connections, 10 s, per-request HdrHistogram): $per_request"
 echo
 echo "ordergate bench --scenario race: $(echo "$check" | tr -d '\n ' | grep -o '"violations":[0-9]*'), $(echo "$check" | tr -d '\n ' | grep -o '"answered":[0-9]*')"
 if [ "${1:-}" = "--retained" ]; then
