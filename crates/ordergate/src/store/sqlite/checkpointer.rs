@@ -47,8 +47,6 @@ pub type RestartWanted = Arc<AtomicBool>;
 
 impl Checkpointer {
     pub fn spawn(conn: Connection, restart_wanted: RestartWanted) -> std::io::Result<Self> {
-        conn.busy_handler(Some(super::wait_for_lock))
-            .map_err(std::io::Error::other)?;
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
@@ -61,7 +59,7 @@ fn run(conn: &Connection, stopped: &mpsc::Receiver<()>, restart_wanted: &AtomicB
     // Ends when the sender is dropped (the store is gone).
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
         match checkpoint(conn, "PASSIVE") {
-            Ok(frames) if frames > RESTART_FRAMES => {
+            Ok(Checkpoint { frames, .. }) if frames > RESTART_FRAMES => {
                 // Copy what was written during the first pass too, so the writer's
                 // restart has only the last few milliseconds of frames left to copy.
                 if let Err(e) = checkpoint(conn, "PASSIVE") {
@@ -81,15 +79,37 @@ fn run(conn: &Connection, stopped: &mpsc::Receiver<()>, restart_wanted: &AtomicB
 pub fn restart_wal(conn: &Connection) {
     let started = std::time::Instant::now();
     match checkpoint(conn, "RESTART") {
-        Ok(frames) => tracing::debug!(frames, took = ?started.elapsed(), "WAL restarted"),
+        Ok(Checkpoint {
+            busy: false,
+            frames,
+        }) => {
+            tracing::debug!(frames, took = ?started.elapsed(), "WAL restarted");
+        }
+        // The checkpointer asks again after its next pass.
+        Ok(Checkpoint { busy: true, frames }) => {
+            tracing::debug!(
+                frames,
+                "WAL restart put off: a reader holds an old snapshot"
+            );
+        }
         Err(e) => tracing::warn!(error = %e, "WAL restart failed"),
     }
 }
 
-/// Runs one checkpoint; returns the WAL's size in frames before it.
-fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<i64> {
+/// What `PRAGMA wal_checkpoint` reported.
+struct Checkpoint {
+    /// The checkpoint could not finish: a lock was held past the busy handler's wait.
+    busy: bool,
+    /// The WAL's size in frames before it.
+    frames: i64,
+}
+
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Checkpoint> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-        row.get::<_, i64>(1)
+        Ok(Checkpoint {
+            busy: row.get::<_, i64>(0)? != 0,
+            frames: row.get(1)?,
+        })
     })
 }
 
@@ -98,7 +118,7 @@ mod tests {
     use super::*;
 
     fn wal_frames(conn: &Connection) -> i64 {
-        checkpoint(conn, "PASSIVE").expect("checkpoint")
+        checkpoint(conn, "PASSIVE").expect("checkpoint").frames
     }
 
     #[test]

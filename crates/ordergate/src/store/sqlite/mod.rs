@@ -60,17 +60,18 @@ impl SqliteStore {
     /// Opens (creating if absent) the database file and takes it for this process.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, OpenError> {
         let lock = lock_file(path)?;
-        let conn = Connection::open(path)?;
+        let conn = connect(path)?;
         configure_writer(&conn)?;
         migrate(&conn)?;
         let readers = readers::Readers::spawn(path, READERS)?;
         let restart_wanted = checkpointer::RestartWanted::default();
         let checkpointer =
-            checkpointer::Checkpointer::spawn(Connection::open(path)?, restart_wanted.clone())
-                .map_err(|source| OpenError::Io {
+            checkpointer::Checkpointer::spawn(connect(path)?, restart_wanted.clone()).map_err(
+                |source| OpenError::Io {
                     path: path.to_owned(),
                     source,
-                })?;
+                },
+            )?;
         let write_failed_at = writer::FailedAt::default();
         let (writer, _thread) =
             writer::spawn(conn, clock.clone(), write_failed_at.clone(), restart_wanted).map_err(
@@ -131,10 +132,17 @@ fn lock_file(path: &Path) -> Result<File, OpenError> {
     }
 }
 
+/// A connection to the store's file; every one waits for locks with [`wait_for_lock`].
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_handler(Some(wait_for_lock))?;
+    Ok(conn)
+}
+
 /// Waits for a lock in steps of 100 µs, up to 5 s in all. SQLite's own handler sleeps
 /// 1, 2, 5, 10, 15 ms ... in turn, so a writer held off by a checkpoint for 3 ms slept
 /// for 8, and every request in its batch with it.
-pub(crate) fn wait_for_lock(attempt: i32) -> bool {
+fn wait_for_lock(attempt: i32) -> bool {
     const STEP: Duration = Duration::from_micros(100);
     const ATTEMPTS: i32 = 50_000;
     if attempt >= ATTEMPTS {
@@ -145,7 +153,6 @@ pub(crate) fn wait_for_lock(attempt: i32) -> bool {
 }
 
 fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_handler(Some(wait_for_lock))?;
     // WAL + FULL: every commit fsyncs the WAL before it returns. That fsync is what
     // makes a 201 durable; group commit is what keeps it affordable.
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -25,8 +25,7 @@ impl Readers {
         let (queue, jobs) = mpsc::channel::<Job>(4096);
         let jobs = Arc::new(Mutex::new(jobs));
         for i in 0..threads {
-            let conn = Connection::open(path)?;
-            conn.busy_handler(Some(super::wait_for_lock))?;
+            let conn = super::connect(path)?;
             let jobs = jobs.clone();
             std::thread::Builder::new()
                 .name(format!("sqlite-reader-{i}"))
