@@ -11,6 +11,7 @@
 # Usage: [ROUNDS=n] bench/retained.sh [COUNTS...]   (default: 0 1000000 10000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 cargo build --release --locked -q
 counts=("$@"); [ ${#counts[@]} -gt 0 ] || counts=(0 1000000 10000000)
 rounds=${ROUNDS:-3}
@@ -22,7 +23,7 @@ pid=
 
 serve() { # DB
   RUST_LOG=warn ./target/release/ordergate serve --listen $addr --database "sqlite://$1" 2>/dev/null &
-  pid=$!; until curl -sf "http://$addr/healthz" >/dev/null; do sleep 0.1; done
+  pid=$!; wait_up $addr
 }
 stop() { kill $pid; wait $pid || true; }
 
@@ -33,7 +34,6 @@ for n in "${counts[@]}"; do
   sqlite3 "$dir/r$n.db" -cmd ".param set :n $n" < bench/fill.sql >/dev/null
 done
 
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 for round in $(seq "$rounds"); do
   line="$round:"
   for n in "${counts[@]}"; do

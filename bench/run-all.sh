@@ -12,6 +12,7 @@
 # Usage: [ROUNDS=n] bench/run-all.sh [--retained]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 cargo build --release --locked -q --bins --examples
 dir=target/bench-all; rm -rf "$dir"; mkdir -p "$dir"
 rounds=${ROUNDS:-3}
@@ -35,8 +36,6 @@ server_p99() { # BEFORE AFTER -> ms
        END {best = ""; for (le in d) if (le != "+Inf" && total > 0 && d[le] >= 0.99 * total && (best == "" || le + 0 < best + 0)) best = le
             if (best == "") print "inf"; else printf "%.1f\n", best * 1000}' "$1" "$2"
 }
-wait_up() { until curl -sf "http://$1/healthz" >/dev/null 2>&1 || curl -sf -o /dev/null -X POST "http://$1/orders" 2>/dev/null; do sleep 0.1; done; }
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r)"
 echo "filesystem of $dir: $(df -T "$dir" | awk 'NR==2 {print $2}')"
