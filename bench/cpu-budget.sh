@@ -10,19 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-cargo build --release --locked -q --bins --examples
-dir=target/bench-cpu; rm -rf "$dir"; mkdir -p "$dir"
+dir=target/bench-cpu; build_into_empty "$dir"
 rounds=${ROUNDS:-3}
-bare_addr=127.0.0.1:18180
-addr=127.0.0.1:18181
-./target/release/examples/bare_handler $bare_addr & bare=$!
-RUST_LOG=warn ./target/release/ordergate serve --listen $addr --database "sqlite://$dir/b.db" 2>"$dir/server.log" &
-pid=$!
-trap 'kill $pid $bare 2>/dev/null || true' EXIT
-wait_up $bare_addr
-wait_up $addr
-curl -sf -X POST "http://$addr/orders" -H 'Idempotency-Key: bench-replay' \
-  -H 'Content-Type: application/json' -d '{"symbol":"AAPL","side":"buy","quantity":100}' >/dev/null
+start_servers "$dir"
 
 jiffies() { head -1 /proc/stat | awk '{print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}'; }
 # URL SCRIPT -> "req/s busy_fraction cpu_us_per_request"

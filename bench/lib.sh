@@ -6,3 +6,24 @@ wait_up() { until curl -sf "http://$1/healthz" >/dev/null 2>&1 || curl -sf -o /d
 
 # The median of the numbers on standard input, one a line.
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+# The bare handler on $bare_addr and ordergate on SQLite in DIR on $addr, both killed on
+# exit ($bare and $pid hold their process ids), with the order replay.lua replays placed.
+bare_addr=127.0.0.1:18180
+addr=127.0.0.1:18181
+start_servers() { # DIR
+  ./target/release/examples/bare_handler $bare_addr & bare=$!
+  RUST_LOG=warn ./target/release/ordergate serve --listen $addr --database "sqlite://$1/b.db" 2>"$1/server.log" &
+  pid=$!
+  trap 'kill $pid $bare 2>/dev/null || true' EXIT
+  wait_up $bare_addr
+  wait_up $addr
+  curl -sf -X POST "http://$addr/orders" -H 'Idempotency-Key: bench-replay' \
+    -H 'Content-Type: application/json' -d '{"symbol":"AAPL","side":"buy","quantity":100}' >/dev/null
+}
+
+# Builds the release binaries and the bare handler, and empties DIR for this run.
+build_into_empty() { # DIR
+  cargo build --release --locked -q --bins --examples
+  rm -rf "$1"; mkdir -p "$1"
+}

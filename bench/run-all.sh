@@ -13,8 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-cargo build --release --locked -q --bins --examples
-dir=target/bench-all; rm -rf "$dir"; mkdir -p "$dir"
+dir=target/bench-all; build_into_empty "$dir"
 rounds=${ROUNDS:-3}
 wrk_run() { # URL SCRIPT -> "req/s p99_ms"
   local out; out=$(wrk -t1 -c32 -d10s --latency -s "$2" "$1")
@@ -45,16 +44,7 @@ end=$(date +%s.%N)
 echo "fsync rate (dd 4 KiB oflag=dsync): $(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.0f", 2000 / (b - a)}')/s"
 rm -f "$dir/fsync.test"
 
-bare_addr=127.0.0.1:18180
-addr=127.0.0.1:18181
-./target/release/examples/bare_handler $bare_addr & bare=$!
-RUST_LOG=warn ./target/release/ordergate serve --listen $addr --database "sqlite://$dir/b.db" 2>"$dir/server.log" &
-pid=$!
-trap 'kill $pid $bare 2>/dev/null || true' EXIT
-wait_up $bare_addr
-wait_up $addr
-curl -sf -X POST "http://$addr/orders" -H 'Idempotency-Key: bench-replay' \
-  -H 'Content-Type: application/json' -d '{"symbol":"AAPL","side":"buy","quantity":100}' >/dev/null
+start_servers "$dir"
 
 echo "round: bare req/s p99 ms | new orders req/s p99 ms, server p99 ms | replays req/s p99 ms, server p99 ms"
 for round in $(seq "$rounds"); do
