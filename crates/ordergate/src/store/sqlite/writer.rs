@@ -26,10 +26,24 @@ const MAX_BATCH: usize = 512;
 /// Work for the writer thread. Place jobs are nearly all of them, so they are not boxed.
 #[allow(clippy::large_enum_variant)]
 pub enum Job {
-    Place(NewOrder, oneshot::Sender<Result<Placement, StoreError>>),
-    Purge(usize, oneshot::Sender<Result<usize, StoreError>>),
+    Place(NewOrder, Reply<Placement>),
+    Purge(usize, Reply<usize>),
     /// A tiny write, to learn whether the disk takes writes again.
-    Probe(oneshot::Sender<Result<usize, StoreError>>),
+    Probe(Reply<usize>),
+}
+
+pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// The jobs that answer with a number of rows.
+enum Count {
+    Purge(usize),
+    Probe,
+}
+
+/// A batch sorted by what its jobs answer, so each result goes to a reply of its type.
+struct Batch {
+    places: Vec<(NewOrder, Reply<Placement>)>,
+    counts: Vec<(Count, Reply<usize>)>,
 }
 
 /// Starts the writer thread; it ends when every sender is dropped.
@@ -53,22 +67,45 @@ fn run(
     failed_at: &FailedAt,
     restart_wanted: &AtomicBool,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         if restart_wanted.swap(false, Ordering::Acquire) {
             restart_wal(&conn);
         }
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
         }
-        if !commit_batch(&mut conn, clock.as_ref(), &mut batch) {
+        let batch = Batch::sort(jobs.drain(..));
+        if !commit_batch(&mut conn, clock.now_ms(), batch) {
             // A full disk, say: the store is unready until a probe write succeeds.
             *failed_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         }
+    }
+}
+
+impl Batch {
+    /// Sorts the jobs. A place job whose lease ran out is answered now and never runs;
+    /// the lease of every other place job is taken, so its request waits for the commit.
+    fn sort(jobs: impl Iterator<Item = Job>) -> Self {
+        let mut batch = Self {
+            places: Vec::new(),
+            counts: Vec::new(),
+        };
+        for job in jobs {
+            match job {
+                Job::Place(new, reply) if !new.lease.take() => {
+                    let _ = reply.send(Ok(Placement::Abandoned));
+                }
+                Job::Place(new, reply) => batch.places.push((new, reply)),
+                Job::Purge(limit, reply) => batch.counts.push((Count::Purge(limit), reply)),
+                Job::Probe(reply) => batch.counts.push((Count::Probe, reply)),
+            }
+        }
+        batch
     }
 }
 
@@ -78,99 +115,81 @@ fn run(
 /// the batch runs without a savepoint per job. If anything fails, the whole
 /// transaction rolls back and each job is retried in a transaction of its own, so a
 /// failing job still fails alone.
-fn commit_batch(conn: &mut Connection, clock: &dyn Clock, batch: &mut Vec<Job>) -> bool {
-    let now_ms = clock.now_ms();
-    let jobs: Vec<Job> = batch.drain(..).filter_map(take_lease).collect();
-    if jobs.is_empty() {
+fn commit_batch(conn: &mut Connection, now_ms: i64, batch: Batch) -> bool {
+    if batch.places.is_empty() && batch.counts.is_empty() {
         return true;
     }
-    match run_committed(conn, &jobs, now_ms) {
-        Ok(results) => {
-            jobs.into_iter()
-                .zip(results)
-                .for_each(|(job, r)| answer(job, Ok(r)));
+    let ran = in_transaction(conn, |tx| {
+        let placed = (batch.places.iter())
+            .map(|(new, _)| place(tx, new, now_ms))
+            .collect::<Result<Vec<_>, _>>()?;
+        let counted = (batch.counts.iter())
+            .map(|(count, _)| run_count(tx, count, now_ms))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((placed, counted))
+    });
+    match ran {
+        Ok((placed, counted)) => {
+            answer_all(batch.places, placed);
+            answer_all(batch.counts, counted);
             true
         }
         Err(e) => {
-            tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; committing one by one");
+            let jobs = batch.places.len() + batch.counts.len();
+            tracing::warn!(error = %e, jobs, "group commit failed; committing one by one");
             let mut committed = true;
-            for job in jobs {
-                let result = run_committed(conn, std::slice::from_ref(&job), now_ms)
-                    .map(|mut results| results.remove(0));
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "commit failed");
-                    committed = false;
-                }
-                answer(job, result);
+            for (new, reply) in batch.places {
+                let result = in_transaction(conn, |tx| place(tx, &new, now_ms));
+                committed &= answer_alone(reply, result);
+            }
+            for (count, reply) in batch.counts {
+                let result = in_transaction(conn, |tx| run_count(tx, &count, now_ms));
+                committed &= answer_alone(reply, result);
             }
             committed
         }
     }
 }
 
-/// A place job whose lease ran out is answered now and never runs; the lease of
-/// every other place job is taken, so its request waits for the commit.
-fn take_lease(job: Job) -> Option<Job> {
-    match job {
-        Job::Place(new, reply) if !new.lease.take() => {
-            let _ = reply.send(Ok(Placement::Abandoned));
-            None
-        }
-        job => Some(job),
+/// Runs `work` in one transaction and commits it; on any error nothing is kept.
+fn in_transaction<T>(
+    conn: &mut Connection,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let done = work(&tx)?;
+    tx.commit()?;
+    Ok(done)
+}
+
+fn answer_all<J, T>(jobs: Vec<(J, Reply<T>)>, results: Vec<T>) {
+    for ((_, reply), result) in jobs.into_iter().zip(results) {
+        let _ = reply.send(Ok(result));
     }
 }
 
-/// What a job came to, before its answer is sent.
-enum Done {
-    Placed(Placement),
-    Counted(usize),
+/// Answers a job committed on its own; false if its commit failed.
+fn answer_alone<T>(reply: Reply<T>, result: Result<T, StoreError>) -> bool {
+    let committed = result.is_ok();
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "commit failed");
+    }
+    let _ = reply.send(result);
+    committed
 }
 
-/// Runs `jobs` in one transaction and commits it; on any error nothing is kept.
-fn run_committed(
-    conn: &mut Connection,
-    jobs: &[Job],
-    now_ms: i64,
-) -> Result<Vec<Done>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let results = jobs
-        .iter()
-        .map(|job| run_job(&tx, job, now_ms))
-        .collect::<Result<Vec<_>, _>>()?;
-    tx.commit()?;
-    Ok(results)
-}
-
-fn run_job(conn: &Connection, job: &Job, now_ms: i64) -> Result<Done, StoreError> {
-    Ok(match job {
-        Job::Place(new, _) => Done::Placed(place(conn, new, now_ms)?),
-        Job::Purge(limit, _) => {
+fn run_count(conn: &Connection, count: &Count, now_ms: i64) -> Result<usize, StoreError> {
+    match count {
+        Count::Purge(limit) => {
             let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
             let purged = conn
                 .prepare_cached(sql::PURGE_EXPIRED)?
                 .execute(rusqlite::params![now_ms, limit])?;
-            Done::Counted(purged)
+            Ok(purged)
         }
-        Job::Probe(_) => {
+        Count::Probe => {
             conn.pragma_update(None, "user_version", super::SCHEMA_VERSION)?;
-            Done::Counted(0)
-        }
-    })
-}
-
-fn answer(job: Job, result: Result<Done, StoreError>) {
-    match job {
-        Job::Place(_, reply) => {
-            let _ = reply.send(result.and_then(|done| match done {
-                Done::Placed(placement) => Ok(placement),
-                Done::Counted(_) => Err(StoreError::Database("a count for a placement".into())),
-            }));
-        }
-        Job::Purge(_, reply) | Job::Probe(reply) => {
-            let _ = reply.send(result.map(|done| match done {
-                Done::Counted(n) => n,
-                Done::Placed(_) => 0,
-            }));
+            Ok(0)
         }
     }
 }
