@@ -26,7 +26,7 @@ use ordergate_core::{
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, millis};
 use crate::inflight::InFlight;
 use crate::replay_cache::ReplayCache;
 use crate::store::{DynStore, Finished, Lease, NewOrder, Placement, StoreError};
@@ -226,10 +226,6 @@ impl Gateway {
         self.replays
             .insert(&s.tenant, s.key.as_str(), record, body, expires_at_ms);
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn verdict(record: &FinishedRecord, payload: &Payload) -> Outcome {

@@ -40,7 +40,7 @@ pub struct NewOrder {
 impl NewOrder {
     /// The record's lifetime in milliseconds, as both backends store it.
     pub fn result_ttl_ms(&self) -> i64 {
-        i64::try_from(self.result_ttl.as_millis()).unwrap_or(i64::MAX)
+        crate::clock::millis(self.result_ttl)
     }
 
     /// The quantity as a SQL integer (validation caps it at 2^53 - 1).
