@@ -9,9 +9,10 @@ median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (
 
 # The bare handler on $bare_addr and ordergate on SQLite in DIR on $addr, both killed on
 # exit ($bare and $pid hold their process ids), with the order replay.lua replays placed.
-bare_addr=127.0.0.1:18180
-addr=127.0.0.1:18181
+# The addresses are set here, not when this file is sourced, so a script's own $addr stays.
 start_servers() { # DIR
+  bare_addr=127.0.0.1:18180
+  addr=127.0.0.1:18181
   ./target/release/examples/bare_handler $bare_addr & bare=$!
   RUST_LOG=warn ./target/release/ordergate serve --listen $addr --database "sqlite://$1/b.db" 2>"$1/server.log" &
   pid=$!
