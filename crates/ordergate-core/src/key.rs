@@ -62,6 +62,24 @@ impl IdempotencyKey {
     }
 }
 
+/// A key within its tenant: the unit of "at most one order per key". Both the
+/// in-process claims and the replay cache are keyed by it, and the edge build picks a
+/// key's shard from it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ScopedKey {
+    pub tenant: String,
+    pub key: IdempotencyKey,
+}
+
+impl ScopedKey {
+    pub fn new(tenant: impl Into<String>, key: IdempotencyKey) -> Self {
+        Self {
+            tenant: tenant.into(),
+            key,
+        }
+    }
+}
+
 impl fmt::Debug for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "IdempotencyKey({:?})", self.0)

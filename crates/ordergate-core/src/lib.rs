@@ -1,15 +1,17 @@
 //! # ordergate-core
 //!
 //! The idempotency protocol and the order domain of ordergate, with no I/O, no async
-//! runtime and no clock reads: time and ids are passed in. The native server and a
-//! future Cloudflare Worker build share it, so it must build for `wasm32-unknown-unknown`.
+//! runtime and no clock reads: time and ids are passed in. The native server and the
+//! Cloudflare Worker build share it, so it must build for `wasm32-unknown-unknown`.
 //!
 //! ## Layout
 //!
-//! - [`key`]: the `Idempotency-Key` header, plain and RFC 8941 forms.
+//! - [`key`]: the `Idempotency-Key` header, plain and RFC 8941 forms; a key in its tenant.
 //! - [`json`]: body parsing that keeps repeated members, and RFC 8785 canonical form.
 //! - [`order`]: order validation into domain types, and the order receipt.
-//! - [`protocol`]: payload fingerprints, finished records, retry verdicts, outcomes.
+//! - [`protocol`]: payload fingerprints, finished records, placements, retry verdicts,
+//!   outcomes.
+//! - [`submission`]: one `POST /orders` as a state machine: facts in, next step out.
 //! - [`problem`]: the contract's error codes and their problem+json shape.
 
 pub mod json;
@@ -17,8 +19,15 @@ pub mod key;
 pub mod order;
 pub mod problem;
 pub mod protocol;
+pub mod submission;
 
-pub use key::{IdempotencyKey, KeyError};
+pub use key::{IdempotencyKey, KeyError, ScopedKey};
 pub use order::{InvalidOrder, Order, OrderRequest};
 pub use problem::{ErrorCode, Problem};
-pub use protocol::{Fingerprint, FinishedRecord, Outcome, Payload, RetryVerdict, StoredResponse};
+pub use protocol::{
+    Fingerprint, FinishedRecord, LiveRecord, Outcome, Payload, Placement, RETRY_AFTER_SECONDS,
+    RetryVerdict, StoredResponse,
+};
+pub use submission::{
+    CacheHit, Conclusion, Fact, IN_FLIGHT_WAIT_MS, Limits, OrderToPlace, Remember, Step, Submission,
+};

@@ -8,6 +8,7 @@ use serde::Serialize;
 /// Every error the API answers with; `code()` is the `error` member clients read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
+    BadRequest,
     MissingIdempotencyKey,
     InvalidIdempotencyKey,
     Unauthorized,
@@ -26,7 +27,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
-            Self::MissingIdempotencyKey | Self::InvalidIdempotencyKey => 400,
+            Self::BadRequest | Self::MissingIdempotencyKey | Self::InvalidIdempotencyKey => 400,
             Self::Unauthorized => 401,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
@@ -42,6 +43,7 @@ impl ErrorCode {
 
     pub fn code(self) -> &'static str {
         match self {
+            Self::BadRequest => "bad_request",
             Self::MissingIdempotencyKey => "missing_idempotency_key",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::Unauthorized => "unauthorized",

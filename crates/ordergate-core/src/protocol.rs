@@ -59,6 +59,16 @@ impl Payload {
             Err(e) => Err(e.clone()),
         }
     }
+
+    /// The order and the fingerprint it is stored under. A valid order always has a
+    /// canonical form (a repeated member is invalid), so one is never stored without.
+    pub fn valid_order(&self) -> Result<(OrderRequest, Fingerprint), InvalidOrder> {
+        let request = self.order_request()?;
+        let fingerprint = self
+            .fingerprint
+            .ok_or_else(|| InvalidOrder::body("the body has no canonical JSON form"))?;
+        Ok((request, fingerprint))
+    }
 }
 
 /// The answer stored with a finished request, replayed byte for byte.
@@ -74,6 +84,28 @@ pub struct StoredResponse {
 pub struct FinishedRecord {
     pub fingerprint: Fingerprint,
     pub response: StoredResponse,
+}
+
+/// A finished record that has not expired, and how long it has left by the store's
+/// clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveRecord {
+    pub record: FinishedRecord,
+    pub ms_left: i64,
+}
+
+/// What came of an attempt to place an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Claim, order and response are committed.
+    Placed,
+    /// The key already has a live finished record (a concurrent request won, or this
+    /// is a retry that the store found while placing).
+    Exists(LiveRecord),
+    /// Another transaction holds the key and did not finish in time.
+    InProgress,
+    /// The request's lease ran out before the store began its transaction.
+    Abandoned,
 }
 
 /// What a request gets from a key that already has a finished record.
@@ -106,6 +138,9 @@ pub enum Outcome {
     /// The store failed or the lease ran out: the order may or may not exist.
     Unavailable,
 }
+
+/// Seconds a client should wait before retrying a 409 or a 503 (`Retry-After`).
+pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 impl Outcome {
     /// The label used in logs and metrics.

@@ -7,41 +7,39 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use ordergate_core::ScopedKey;
 use tokio::sync::watch;
-
-type Slot = (String, String);
 
 /// The registry of in-flight keys.
 #[derive(Debug, Default, Clone)]
 pub struct InFlight {
-    keys: Arc<Mutex<HashMap<Slot, watch::Receiver<()>>>>,
+    keys: Arc<Mutex<HashMap<ScopedKey, watch::Receiver<()>>>>,
 }
 
 /// Held while this request owns its key; dropping it frees the key and wakes waiters.
 #[derive(Debug)]
 pub struct Claim {
     registry: InFlight,
-    slot: Slot,
+    key: ScopedKey,
     _done: watch::Sender<()>,
 }
 
-/// Resolves when the claim it was taken from ends.
+/// A handle on someone else's claim: [`Release::wait`] resolves when it ends.
 #[derive(Debug)]
-pub struct Finished(watch::Receiver<()>);
+pub struct Release(watch::Receiver<()>);
 
 impl InFlight {
     /// Takes the key, or returns a handle to wait for whoever has it.
-    pub fn claim(&self, tenant: &str, key: &str) -> Result<Claim, Finished> {
-        let slot = (tenant.to_owned(), key.to_owned());
+    pub fn claim(&self, key: &ScopedKey) -> Result<Claim, Release> {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(existing) = keys.get(&slot) {
-            return Err(Finished(existing.clone()));
+        if let Some(existing) = keys.get(key) {
+            return Err(Release(existing.clone()));
         }
         let (done, watcher) = watch::channel(());
-        keys.insert(slot.clone(), watcher);
+        keys.insert(key.clone(), watcher);
         Ok(Claim {
             registry: self.clone(),
-            slot,
+            key: key.clone(),
             _done: done,
         })
     }
@@ -66,11 +64,11 @@ impl Drop for Claim {
             .keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        keys.remove(&self.slot);
+        keys.remove(&self.key);
     }
 }
 
-impl Finished {
+impl Release {
     /// Waits until the claim ends.
     pub async fn wait(mut self) {
         // `changed` errs once the sender is dropped, which is the only signal used.

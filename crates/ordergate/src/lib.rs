@@ -8,10 +8,11 @@
 //! - [`cli`]: the command line and its environment variables.
 //! - [`bench`]: `ordergate bench`, a load generator that checks the invariant.
 //! - [`auth`]: API tokens to tenants, constant-time, reloadable.
-//! - [`idempotency`]: the protocol run against the store (claim, wait, place, replay).
+//! - [`gateway`]: the protocol of `ordergate-core` driven against the store, the
+//!   in-process claims and the replay cache; lookups, readiness, and closing.
 //! - [`inflight`]: keys being placed by this process, so same-key retries wait.
 //! - [`replay_cache`]: a bounded cache of finished answers for replays.
-//! - [`store`]: the storage trait and its backends (`store::sqlite`).
+//! - [`store`]: the storage trait and its backends (`store::sqlite`, `store::postgres`).
 //! - [`http`]: router, handlers, and the one mapping of errors to problem+json.
 //! - [`server`]: accept loop, connection limits, graceful shutdown, background purge.
 //! - [`telemetry`]: tracing set-up and Prometheus metrics.
@@ -21,8 +22,8 @@ pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod clock;
+pub mod gateway;
 pub mod http;
-pub mod idempotency;
 pub mod inflight;
 pub mod replay_cache;
 pub mod server;

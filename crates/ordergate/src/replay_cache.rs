@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use lru::LruCache;
-use ordergate_core::FinishedRecord;
+use ordergate_core::{FinishedRecord, ScopedKey};
 
 /// Entries kept; a few hundred bytes each.
 pub const DEFAULT_CAPACITY: usize = 16_384;
@@ -47,7 +47,7 @@ impl Cached {
 
 /// The cache; cheap to share behind an `Arc`.
 pub struct ReplayCache {
-    entries: Mutex<LruCache<String, Entry>>,
+    entries: Mutex<LruCache<ScopedKey, Entry>>,
 }
 
 impl Default for ReplayCache {
@@ -65,13 +65,12 @@ impl ReplayCache {
     }
 
     /// The key's finished record, if cached and not expired at `now_ms`.
-    pub fn get(&self, tenant: &str, key: &str, now_ms: i64) -> Option<Cached> {
-        let slot = slot(tenant, key);
+    pub fn get(&self, key: &ScopedKey, now_ms: i64) -> Option<Cached> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        match entries.get(&slot) {
+        match entries.get(key) {
             Some(entry) if entry.expires_at_ms > now_ms => Some(entry.cached.clone()),
             Some(_) => {
-                entries.pop(&slot);
+                entries.pop(key);
                 None
             }
             None => None,
@@ -82,8 +81,7 @@ impl ReplayCache {
     /// payload (the request that created it, or one judged a replay of it).
     pub fn insert(
         &self,
-        tenant: &str,
-        key: &str,
+        key: ScopedKey,
         record: FinishedRecord,
         request_body: Option<Bytes>,
         expires_at_ms: i64,
@@ -96,23 +94,18 @@ impl ReplayCache {
             expires_at_ms,
         };
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.put(slot(tenant, key), entry);
+        entries.put(key, entry);
     }
-}
-
-/// Tenants are printable ASCII without spaces, so a newline cannot be forged.
-fn slot(tenant: &str, key: &str) -> String {
-    let mut slot = String::with_capacity(tenant.len() + key.len() + 1);
-    slot.push_str(tenant);
-    slot.push('\n');
-    slot.push_str(key);
-    slot
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ordergate_core::{Fingerprint, StoredResponse};
+    use ordergate_core::{Fingerprint, IdempotencyKey, StoredResponse};
+
+    fn key(tenant: &str, key: &str) -> ScopedKey {
+        ScopedKey::new(tenant, IdempotencyKey::parse(key.as_bytes()).expect("key"))
+    }
 
     fn record() -> FinishedRecord {
         FinishedRecord {
@@ -128,11 +121,11 @@ mod tests {
     #[test]
     fn an_entry_is_served_until_its_expiry_and_not_after() {
         let cache = ReplayCache::default();
-        cache.insert("t", "k", record(), None, 1_000);
-        assert!(cache.get("t", "k", 999).is_some());
-        assert!(cache.get("t", "k", 1_000).is_none());
+        cache.insert(key("t", "k"), record(), None, 1_000);
+        assert!(cache.get(&key("t", "k"), 999).is_some());
+        assert!(cache.get(&key("t", "k"), 1_000).is_none());
         assert!(
-            cache.get("t", "k", 0).is_none(),
+            cache.get(&key("t", "k"), 0).is_none(),
             "an expired entry is dropped"
         );
     }
@@ -141,13 +134,13 @@ mod tests {
     fn only_the_kept_request_bytes_are_known_to_replay() {
         let cache = ReplayCache::default();
         let body = Bytes::from_static(br#"{"symbol":"AAPL"}"#);
-        cache.insert("t", "k", record(), Some(body.clone()), i64::MAX);
-        let cached = cache.get("t", "k", 0).expect("cached");
+        cache.insert(key("t", "k"), record(), Some(body.clone()), i64::MAX);
+        let cached = cache.get(&key("t", "k"), 0).expect("cached");
         assert!(cached.was_answered_for(&body));
         assert!(!cached.was_answered_for(br#"{"symbol":"MSFT"}"#));
         assert!(!cached.was_answered_for(b""));
-        cache.insert("t", "none", record(), None, i64::MAX);
-        let without = cache.get("t", "none", 0).expect("cached");
+        cache.insert(key("t", "none"), record(), None, i64::MAX);
+        let without = cache.get(&key("t", "none"), 0).expect("cached");
         assert!(!without.was_answered_for(b""), "no bytes kept, none match");
     }
 
@@ -155,20 +148,20 @@ mod tests {
     fn large_request_bodies_are_not_kept() {
         let cache = ReplayCache::default();
         let large = Bytes::from(vec![b' '; REQUEST_BODY_MAX + 1]);
-        cache.insert("t", "k", record(), Some(large.clone()), i64::MAX);
-        let cached = cache.get("t", "k", 0).expect("cached");
+        cache.insert(key("t", "k"), record(), Some(large.clone()), i64::MAX);
+        let cached = cache.get(&key("t", "k"), 0).expect("cached");
         assert!(!cached.was_answered_for(&large));
     }
 
     #[test]
     fn tenants_do_not_share_entries_and_the_size_is_bounded() {
         let cache = ReplayCache::with_capacity(2);
-        cache.insert("a", "k", record(), None, i64::MAX);
-        assert!(cache.get("b", "k", 0).is_none());
-        cache.insert("a", "k2", record(), None, i64::MAX);
-        cache.insert("a", "k3", record(), None, i64::MAX);
+        cache.insert(key("a", "k"), record(), None, i64::MAX);
+        assert!(cache.get(&key("b", "k"), 0).is_none());
+        cache.insert(key("a", "k2"), record(), None, i64::MAX);
+        cache.insert(key("a", "k3"), record(), None, i64::MAX);
         assert!(
-            cache.get("a", "k", 0).is_none(),
+            cache.get(&key("a", "k"), 0).is_none(),
             "the least recently used went"
         );
     }

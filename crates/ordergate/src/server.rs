@@ -1,5 +1,5 @@
 //! Serving: open the store, run the accept loop, purge in the background, and shut
-//! down gracefully.
+//! down gracefully: drain the connections, wait for the submissions, close the store.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,9 +18,8 @@ use tokio::task::JoinHandle;
 use crate::auth::Auth;
 use crate::cli::{DatabaseUrl, ServeArgs};
 use crate::clock::{Clock, SystemClock};
+use crate::gateway::{Gateway, Settings};
 use crate::http::{AppState, app};
-use crate::idempotency::Gateway;
-use crate::inflight::InFlight;
 use crate::store::DynStore;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
@@ -49,6 +48,14 @@ pub async fn serve_with_clock(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let auth = authenticator(&args, &listener)?;
+    let store = open_store(&args.database, clock.clone(), args.lease_ttl).await?;
+    serve_store(args, auth, store, clock, listener, shutdown).await;
+    Ok(())
+}
+
+/// The API keys of `args`, refused in open mode on an address that is not loopback.
+pub fn authenticator(args: &ServeArgs, listener: &TcpListener) -> anyhow::Result<Arc<Auth>> {
     let auth = Arc::new(Auth::new(
         args.api_keys.clone(),
         args.api_keys_file.clone(),
@@ -60,32 +67,49 @@ pub async fn serve_with_clock(
     if auth.is_open() {
         tracing::warn!("no API keys configured: open mode, every request is tenant \"default\"");
     }
-    let store = open_store(&args.database, clock.clone(), args.lease_ttl).await?;
-    let state = AppState {
-        gateway: Gateway {
-            store: store.clone(),
-            clock,
-            in_flight: InFlight::default(),
-            replays: Arc::default(),
-            result_ttl: args.result_ttl,
-            lease_ttl: args.lease_ttl,
-        },
-        auth: auth.clone(),
-        metrics: Arc::new(Metrics::default()),
-        max_body: args.max_body,
-        shutting_down: Arc::new(AtomicBool::new(false)),
+    Ok(auth)
+}
+
+/// Serves on an opened store until `shutdown` resolves; then drains the connections,
+/// waits for the submissions still running, and closes the store. Tests call it
+/// with a store wrapped to slow it down or break it.
+pub async fn serve_store(
+    args: ServeArgs,
+    auth: Arc<Auth>,
+    store: DynStore,
+    clock: Arc<dyn Clock>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let metrics = Arc::new(Metrics::default());
+    let settings = Settings {
+        result_ttl: args.result_ttl,
+        lease_ttl: args.lease_ttl,
     };
-    let _purge = AbortOnDrop(spawn_purge(store, args.result_ttl));
+    let gateway = Gateway::new(store, clock, metrics.clone(), settings);
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let state = AppState::new(
+        gateway.clone(),
+        auth.clone(),
+        metrics,
+        args.max_body,
+        shutting_down.clone(),
+    );
+    let purge = AbortOnDrop(spawn_purge(gateway.clone(), args.result_ttl));
     let _reload = AbortOnDrop(spawn_key_reload(auth));
+    let addr = listener
+        .local_addr()
+        .map_or_else(|e| e.to_string(), |a| a.to_string());
     tracing::info!(%addr, pid = std::process::id(), database = ?args.database, "ordergate listening");
-    let flag = state.shutting_down.clone();
     let shutdown = async move {
         shutdown.await;
-        flag.store(true, Ordering::SeqCst);
+        shutting_down.store(true, Ordering::SeqCst);
         tracing::info!("shutting down: draining in-flight requests");
     };
     run(listener, app(state), shutdown, args.shutdown_timeout).await;
-    Ok(())
+    drop(purge);
+    gateway.close().await;
+    tracing::info!("ordergate stopped: every submission ended and the store is closed");
 }
 
 async fn open_store(
@@ -161,16 +185,16 @@ async fn run(
     }
 }
 
-/// Deletes expired idempotency records in small batches, forever.
-fn spawn_purge(store: DynStore, result_ttl: Duration) -> JoinHandle<()> {
+/// Deletes expired idempotency records in small batches, forever. Failures are
+/// logged and counted by the gateway; the next pass tries again.
+fn spawn_purge(gateway: Gateway, result_ttl: Duration) -> JoinHandle<()> {
     let pause = (result_ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
     tokio::spawn(async move {
         loop {
-            match store.purge_expired(PURGE_BATCH).await {
+            match gateway.purge_expired(PURGE_BATCH).await {
                 Ok(n) if n == PURGE_BATCH => continue,
                 Ok(n) if n > 0 => tracing::debug!(purged = n, "purged expired keys"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "purge failed"),
+                Ok(_) | Err(_) => {}
             }
             tokio::time::sleep(pause).await;
         }

@@ -9,6 +9,8 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+use crate::store::StoreError;
+
 /// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
 pub fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -17,6 +19,36 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+/// Logs a store failure with its whole cause chain (the driver's message, SQLSTATE,
+/// the OS error), at a level that says how surprising it is.
+pub fn log_store_error(e: &StoreError, doing: &str) {
+    let error = cause_chain(e);
+    match e {
+        StoreError::LeaseExpired => tracing::warn!(%error, "{doing} failed"),
+        StoreError::Closed => tracing::info!(%error, "{doing} failed"),
+        StoreError::Unavailable(_) | StoreError::Invariant(_) => {
+            tracing::error!(%error, "{doing} failed")
+        }
+    }
+}
+
+/// An error and its sources, joined with ": ".
+pub fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut chain = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,7 +63,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RouteOutcome, Counter>,
     latency: Family<RouteOutcome, Histogram>,
-    store_errors: Counter,
+    store_errors: Family<Kind, Counter>,
+    in_flight_waits: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -45,7 +78,11 @@ impl Default for Metrics {
         let requests = Family::<RouteOutcome, Counter>::default();
         let latency =
             Family::<RouteOutcome, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
-        let store_errors = Counter::default();
+        let store_errors = Family::<Kind, Counter>::default();
+        for kind in StoreError::KINDS {
+            let _ = store_errors.get_or_create(&Kind { kind });
+        }
+        let in_flight_waits = Counter::default();
         registry.register(
             "requests",
             "Requests by route and outcome",
@@ -58,14 +95,20 @@ impl Default for Metrics {
         );
         registry.register(
             "store_errors",
-            "Failed database operations",
+            "Failed database operations, by kind: unavailable, lease_expired, invariant, closed",
             store_errors.clone(),
+        );
+        registry.register(
+            "in_flight_waits",
+            "Requests that waited for an in-flight request with the same key",
+            in_flight_waits.clone(),
         );
         Self {
             registry,
             requests,
             latency,
             store_errors,
+            in_flight_waits,
         }
     }
 }
@@ -78,8 +121,14 @@ impl Metrics {
         self.latency.get_or_create(&labels).observe(seconds);
     }
 
-    pub fn store_error(&self) {
-        self.store_errors.inc();
+    /// Counts one failed store operation of the given [`StoreError::kind`].
+    pub fn store_error(&self, kind: &'static str) {
+        self.store_errors.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// Counts one request that waited for another with the same key.
+    pub fn in_flight_wait(&self) {
+        self.in_flight_waits.inc();
     }
 
     /// The Prometheus text exposition.

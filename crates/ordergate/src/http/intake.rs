@@ -68,7 +68,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, max: u64) -> Result<Byte
     // is pending: the body of a small order nearly always came with its headers.
     tokio::time::timeout(BODY_READ_TIMEOUT, read_limited(headers, body, max))
         .await
-        .unwrap_or(Err(ApiError::BodyUnreadable))
+        .unwrap_or(Err(ApiError::BodyTimedOut))
 }
 
 /// A declared length over the limit is refused before anything is read.
@@ -97,7 +97,7 @@ async fn read_limited(headers: &HeaderMap, mut body: Body, max: u64) -> Result<B
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "request body could not be read");
-                return Err(ApiError::BodyUnreadable);
+                return Err(ApiError::BodyBroken);
             }
         }
     }

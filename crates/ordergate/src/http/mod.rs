@@ -1,12 +1,13 @@
 //! The HTTP layer: routes, handlers, and the mapping of outcomes to responses.
 //!
 //! Handlers check what HTTP owns (token, media type, size, key header) in the
-//! contract's order and hand the rest to [`crate::idempotency::Gateway`].
+//! contract's order and hand the rest to [`crate::gateway::Gateway`].
 
-mod error;
 mod intake;
 mod ops;
 mod orders;
+mod problem;
+mod responses;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -16,21 +17,38 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
-pub use error::ApiError;
+pub use problem::ApiError;
 
 use crate::auth::Auth;
-use crate::idempotency::Gateway;
+use crate::gateway::Gateway;
 use crate::telemetry::Metrics;
 
 /// Everything handlers share.
-#[derive(Clone)]
 pub struct AppState {
-    pub gateway: Gateway,
-    pub auth: Arc<Auth>,
-    pub metrics: Arc<Metrics>,
-    pub max_body: u64,
+    gateway: Gateway,
+    auth: Arc<Auth>,
+    metrics: Arc<Metrics>,
+    max_body: u64,
     /// Set at SIGTERM: `/readyz` answers 503 from then on.
-    pub shutting_down: Arc<AtomicBool>,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(
+        gateway: Gateway,
+        auth: Arc<Auth>,
+        metrics: Arc<Metrics>,
+        max_body: u64,
+        shutting_down: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            gateway,
+            auth,
+            metrics,
+            max_body,
+            shutting_down,
+        }
+    }
 }
 
 /// One span per request; handlers fill in the tenant and the outcome. Headers are

@@ -2,16 +2,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-
-/// How long `/readyz` waits for the database.
-const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `GET /healthz`: the process serves.
 pub async fn healthz() -> &'static str {
@@ -23,13 +19,9 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.shutting_down.load(Ordering::SeqCst) {
         return ApiError::Unavailable.into_response();
     }
-    match tokio::time::timeout(READY_PROBE_TIMEOUT, state.gateway.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness probe: database unavailable");
-            ApiError::Unavailable.into_response()
-        }
-        Err(_) => ApiError::Unavailable.into_response(),
+    match state.gateway.ready().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

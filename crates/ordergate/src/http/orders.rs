@@ -11,20 +11,14 @@ use ordergate_core::{IdempotencyKey, Outcome};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::error::{order_response, outcome_response};
+use super::responses::{order_response, outcome_response};
 use super::{ApiError, AppState, intake};
-use crate::idempotency::Submission;
 
 /// `POST /orders`.
 pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
     let (label, response) = match submit(&state, request).await {
-        Ok(outcome) => {
-            if outcome == Outcome::Unavailable {
-                state.metrics.store_error();
-            }
-            (outcome.label(), outcome_response(outcome))
-        }
+        Ok(outcome) => (outcome.label(), outcome_response(outcome)),
         Err(e) => (e.code().code(), e.into_response()),
     };
     tracing::info!(
@@ -45,19 +39,7 @@ async fn submit(state: &Arc<AppState>, request: Request) -> Result<Outcome, ApiE
     let body = intake::read_body(&parts.headers, body, state.max_body).await?;
     let key = intake::idempotency_key(&parts.headers)?;
     tracing::Span::current().record("tenant", tenant.as_str());
-    let submission = Submission::new(tenant, key, body);
-    if let Some(outcome) = state.gateway.cached_verdict(&submission) {
-        return Ok(outcome);
-    }
-    let state = Arc::clone(state);
-    // Spawned: once the body is in, a client hanging up must not cancel the protocol
-    // half-way through (the task runs to its end whether or not anyone listens).
-    tokio::spawn(async move { state.gateway.submit(submission).await })
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "submission task failed");
-            ApiError::Internal
-        })
+    Ok(state.gateway.submit(tenant, key, body).await)
 }
 
 /// `GET /orders/{id}`.
@@ -70,12 +52,7 @@ pub async fn find_by_id(
     let found = async {
         let tenant = intake::tenant(&state.auth, &headers)?;
         let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-        state
-            .gateway
-            .store
-            .order_by_id(&tenant, id)
-            .await
-            .map_err(|e| store_failure(&state, e))
+        Ok(state.gateway.lookup_by_id(&tenant, id).await?)
     };
     lookup_response(&state, found.await, started)
 }
@@ -100,20 +77,9 @@ pub async fn find_by_key(
             .and_then(|Query(q)| q.idempotency_key)
             .ok_or(ApiError::MissingLookupKey)?;
         let key = IdempotencyKey::parse(raw.as_bytes())?;
-        state
-            .gateway
-            .store
-            .order_by_key(&tenant, &key)
-            .await
-            .map_err(|e| store_failure(&state, e))
+        Ok(state.gateway.lookup_by_key(tenant, key).await?)
     };
     lookup_response(&state, found.await, started)
-}
-
-fn store_failure(state: &AppState, e: crate::store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "order lookup failed");
-    state.metrics.store_error();
-    ApiError::Unavailable
 }
 
 fn lookup_response(

@@ -1,8 +1,8 @@
 //! Storage: one small trait, and a backend per database behind it.
 //!
 //! Backends only store and fetch; the protocol that decides what to store lives in
-//! [`crate::idempotency`]. Every backend must make the claim of a key, the order and
-//! the stored response one atomic, durable commit.
+//! `ordergate-core` and is driven by [`crate::gateway`]. Every backend must make the
+//! claim of a key, the order and the stored response one atomic, durable commit.
 
 pub mod postgres;
 pub mod sqlite;
@@ -12,16 +12,49 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ordergate_core::{Fingerprint, FinishedRecord, IdempotencyKey, Order, StoredResponse};
+use ordergate_core::{
+    Fingerprint, FinishedRecord, LiveRecord, Order, Placement, ScopedKey, StoredResponse,
+};
 use uuid::Uuid;
+
+/// A boxed cause, kept for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// A store failure. The cause is for the log; clients only learn "unavailable".
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Database(String),
-    #[error("the database is shutting down or gone")]
+    /// The database did not do what was asked (down, refused, full disk, ...).
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Cause),
+    /// The request's lease ran out while it waited for the store.
+    #[error("the request's lease ran out while it waited for the store")]
+    LeaseExpired,
+    /// Something stored breaks a rule the store relies on: a bug, or a tampered row.
+    #[error("broken invariant: {0}")]
+    Invariant(&'static str),
+    /// The store is closed (the server is shutting down).
+    #[error("the store is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// Every [`StoreError::kind`], so that each series exists from the start.
+    pub const KINDS: [&'static str; 4] = ["unavailable", "lease_expired", "invariant", "closed"];
+
+    /// The label of the `store_errors` metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::LeaseExpired => "lease_expired",
+            Self::Invariant(_) => "invariant",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// A database failure with a cause of its own.
+    pub fn unavailable(cause: impl Into<Cause>) -> Self {
+        Self::Unavailable(cause.into())
+    }
 }
 
 /// An order to place under a key, with the answer to store beside it.
@@ -49,50 +82,54 @@ impl NewOrder {
     }
 }
 
-/// A live finished record and how long it has left, by the store's clock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finished {
-    pub record: FinishedRecord,
-    pub ttl_left: Duration,
+/// A finished record's columns as both backends store them, before they are checked.
+#[derive(Debug)]
+pub struct RecordRow {
+    pub fingerprint: Vec<u8>,
+    pub status: i64,
+    pub location: String,
+    pub body: Vec<u8>,
+    /// Milliseconds left by the store's clock; live if above 0.
+    pub ms_left: i64,
 }
 
-/// What came of an attempt to place an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Placement {
-    /// Claim, order and response are committed.
-    Placed,
-    /// The key already has a live finished record (a concurrent request won, or this
-    /// is a retry that the store found while placing).
-    Exists(Finished),
-    /// Another transaction holds the key and did not finish in time.
-    InProgress,
-    /// The request's lease ran out before the store began its transaction.
-    Abandoned,
+impl RecordRow {
+    /// The live record these columns hold.
+    pub fn into_live(self) -> Result<LiveRecord, StoreError> {
+        let fingerprint = <[u8; 32]>::try_from(self.fingerprint.as_slice())
+            .map_err(|_| StoreError::Invariant("a stored fingerprint is not 32 bytes"))?;
+        let status = u16::try_from(self.status)
+            .map_err(|_| StoreError::Invariant("a stored status is out of range"))?;
+        Ok(LiveRecord {
+            record: FinishedRecord {
+                fingerprint: Fingerprint(fingerprint),
+                response: StoredResponse {
+                    status,
+                    location: self.location,
+                    body: self.body,
+                },
+            },
+            ms_left: self.ms_left,
+        })
+    }
 }
 
-/// The storage trait every backend implements.
+/// The storage trait every backend implements. Backends only store and fetch; the
+/// protocol that decides what to store is [`ordergate_core::Submission`].
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The key's finished record, if it has one that has not expired.
-    async fn finished(
-        &self,
-        tenant: &str,
-        key: &IdempotencyKey,
-    ) -> Result<Option<Finished>, StoreError>;
+    async fn live_record(&self, key: &ScopedKey) -> Result<Option<LiveRecord>, StoreError>;
 
     /// Claims the key and stores the order and its response in one commit, unless the
-    /// key has a live record already.
+    /// key has a live record already, which it then returns.
     async fn place(&self, new: NewOrder) -> Result<Placement, StoreError>;
 
     /// The order JSON of one of the tenant's orders.
     async fn order_by_id(&self, tenant: &str, id: Uuid) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// The order JSON of the tenant's newest order placed with `key`, expired or not.
-    async fn order_by_key(
-        &self,
-        tenant: &str,
-        key: &IdempotencyKey,
-    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The order JSON of the tenant's newest order placed with the key, expired or not.
+    async fn order_by_key(&self, key: &ScopedKey) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Deletes up to `batch` expired idempotency records; returns how many went.
     async fn purge_expired(&self, batch: usize) -> Result<usize, StoreError>;
@@ -100,11 +137,10 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Whether [`Store::place`] finds a live record as cheaply as [`Store::finished`]
-    /// does. If so, the protocol does not read before placing a valid order.
-    fn place_finds_records(&self) -> bool {
-        false
-    }
+    /// Stops taking work, finishes what was taken, and ends every thread and task of
+    /// the store; only then lets go of the database (the SQLite file lock). Every
+    /// call after it fails with [`StoreError::Closed`].
+    async fn close(&self);
 }
 
 /// The shared store handle the server uses.

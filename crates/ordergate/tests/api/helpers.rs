@@ -3,19 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use clap::Parser;
-use ordergate::auth::Auth;
 use ordergate::cli::{Cli, Command, ServeArgs};
 use ordergate::clock::{Clock, SystemClock};
-use ordergate::http::{AppState, app};
-use ordergate::idempotency::Gateway;
-use ordergate::inflight::InFlight;
 use ordergate::store::DynStore;
 use ordergate::store::postgres::PostgresStore;
 use ordergate::store::sqlite::SqliteStore;
-use ordergate::telemetry::Metrics;
 use reqwest::header::HeaderMap;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -36,8 +30,6 @@ pub struct TestApp {
     /// The PostgreSQL database, when the test runs on PostgreSQL.
     pub pg: Option<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
-    /// The readiness flag, where the test built the state itself.
-    pub shutting_down: Option<Arc<AtomicBool>>,
     pub server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -146,19 +138,17 @@ async fn serve_on(
         dir,
         pg,
         shutdown: Some(tx),
-        shutting_down: None,
         server: Some(server),
     }
 }
 
-/// Serves `app(state)` over a store chosen by the test (to slow it down or break it).
-pub async fn spawn_app_on_store(
+/// Opens the backend's real store for a fresh database, at `lease_ttl`.
+pub async fn open_store(
     db: Db,
-    store: impl FnOnce(DynStore) -> DynStore,
     lease_ttl: std::time::Duration,
-) -> TestApp {
+) -> (TempDir, Option<TestDb>, String, DynStore) {
     let (dir, pg, url) = fresh_database(db).await;
-    let inner: DynStore = match &pg {
+    let store: DynStore = match &pg {
         None => Arc::new(
             SqliteStore::open(&dir.path().join("ordergate.db"), Arc::new(SystemClock))
                 .expect("open store"),
@@ -169,31 +159,30 @@ pub async fn spawn_app_on_store(
                 .expect("open store"),
         ),
     };
-    let args = serve_args(&url, &[]);
-    let state = AppState {
-        gateway: Gateway {
-            store: store(inner),
-            clock: Arc::new(SystemClock),
-            in_flight: InFlight::default(),
-            replays: Arc::default(),
-            result_ttl: args.result_ttl,
-            lease_ttl,
-        },
-        auth: Arc::new(Auth::new(args.api_keys, None).expect("auth")),
-        metrics: Arc::new(Metrics::default()),
-        max_body: args.max_body,
-        shutting_down: Arc::new(AtomicBool::new(false)),
-    };
-    let shutting_down = state.shutting_down.clone();
+    (dir, pg, url, store)
+}
+
+/// Serves the real server (`server::serve_store`) over a store chosen by the test
+/// (to slow it down or break it), with the given lease.
+pub async fn spawn_app_on_store(
+    db: Db,
+    store: impl FnOnce(DynStore) -> DynStore,
+    lease_ttl: std::time::Duration,
+) -> TestApp {
+    let (dir, pg, url, inner) = open_store(db, lease_ttl).await;
+    let lease = format!("{}ms", lease_ttl.as_millis());
+    let args = serve_args(&url, &["--lease-ttl", &lease]);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
+    let auth = ordergate::server::authenticator(&args, &listener).expect("auth");
     let (tx, rx) = oneshot::channel();
+    let store = store(inner);
     let server = tokio::spawn(async move {
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await?;
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        ordergate::server::serve_store(args, auth, store, clock, listener, shutdown).await;
         Ok(())
     });
     TestApp {
@@ -202,7 +191,6 @@ pub async fn spawn_app_on_store(
         dir,
         pg,
         shutdown: Some(tx),
-        shutting_down: Some(shutting_down),
         server: Some(server),
     }
 }
@@ -292,16 +280,14 @@ impl TestApp {
     }
 
     /// Stops the server and starts a new one on the same database, so nothing the
-    /// old one held in memory (the replay cache, claims) survives.
+    /// old one held in memory (the replay cache, claims) survives. The old server
+    /// has closed its store (and released the SQLite file) when it returns.
     pub async fn restart(mut self) -> TestApp {
         let url = match &self.pg {
             Some(pg) => pg.url.clone(),
             None => format!("sqlite://{}", self.db_path().display()),
         };
         self.shut_down().await;
-        if self.pg.is_none() {
-            released(&self.db_path()).await;
-        }
         let (dir, pg) = (self.dir, self.pg.take());
         serve_on(dir, pg, &url, &[], Arc::new(SystemClock)).await
     }
@@ -318,19 +304,6 @@ impl TestApp {
             server.await.expect("server task").expect("server ran");
         }
     }
-}
-
-/// Waits until no store holds the SQLite file: tasks that answered the last requests
-/// may still hold the old server's store for a moment after it stopped serving.
-async fn released(db: &std::path::Path) {
-    for _ in 0..500 {
-        let file = std::fs::File::open(db).expect("database file");
-        if file.try_lock().is_ok() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("the old server never released {}", db.display());
 }
 
 /// Headers for acme's JSON POST with one idempotency key line.

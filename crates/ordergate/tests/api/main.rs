@@ -9,6 +9,7 @@ mod command_line;
 mod crash;
 mod durability;
 mod full_disk;
+mod lifecycle;
 mod lookups;
 mod multi_process;
 mod ops;

@@ -1,5 +1,10 @@
 //! `/healthz`, `/readyz`, `/metrics`, and error shapes shared by every route.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordergate::clock::SystemClock;
+
 use crate::helpers::*;
 
 async fn health_and_readiness_need_no_token(db: Db) {
@@ -23,21 +28,51 @@ async fn metrics_count_outcomes_and_latency(db: Db) {
         r#"ordergate_requests_total{route="post_orders",outcome="unauthorized"} 1"#,
         "# TYPE ordergate_request_duration_seconds histogram",
         "# TYPE ordergate_store_errors counter",
+        r#"ordergate_store_errors_total{kind="unavailable"} 0"#,
+        r#"ordergate_store_errors_total{kind="lease_expired"} 0"#,
     ] {
         assert!(text.contains(line), "metrics lack {line:?}:\n{text}");
     }
     app.stop().await;
 }
 
+/// The server sets the flag at the signal and stops accepting connections, so no
+/// probe can reach it from outside afterwards; the router is served here with a flag
+/// of the test's to see what such a probe would get.
 async fn readiness_turns_503_once_shutdown_begins(db: Db) {
-    let app = spawn_app_on_store(db, |store| store, std::time::Duration::from_secs(30)).await;
-    let ready = app.get("/readyz").await;
+    use ordergate::gateway::{Gateway, Settings};
+    use ordergate::http::{AppState, app};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (_dir, _pg, _url, store) = open_store(db, Duration::from_secs(30)).await;
+    let metrics = Arc::new(ordergate::telemetry::Metrics::default());
+    let settings = Settings {
+        result_ttl: Duration::from_secs(60),
+        lease_ttl: Duration::from_secs(30),
+    };
+    let gateway = Gateway::new(store, Arc::new(SystemClock), metrics.clone(), settings);
+    let auth = Arc::new(ordergate::auth::Auth::new(Vec::new(), None).expect("auth"));
+    let flag = Arc::new(AtomicBool::new(false));
+    let router = app(AppState::new(
+        gateway.clone(),
+        auth,
+        metrics,
+        1024,
+        flag.clone(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/readyz", listener.local_addr().expect("address"));
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let ready = reqwest::get(&url).await.expect("probe");
     assert_eq!(ready.status(), 200);
-    let flag = app.shutting_down.clone().expect("flag");
-    flag.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (status, code, _) = problem(app.get("/readyz").await).await;
+    flag.store(true, Ordering::SeqCst);
+    let (status, code, _) = problem(reqwest::get(&url).await.expect("probe")).await;
     assert_eq!((status, code.as_str()), (503, "unavailable"));
-    app.stop().await;
+    server.abort();
+    gateway.close().await;
 }
 
 on_each_backend!(

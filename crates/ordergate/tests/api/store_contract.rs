@@ -6,8 +6,8 @@ use std::time::Duration;
 use ordergate::clock::ManualClock;
 use ordergate::store::postgres::PostgresStore;
 use ordergate::store::sqlite::SqliteStore;
-use ordergate::store::{DynStore, Lease, NewOrder, Placement};
-use ordergate_core::{IdempotencyKey, Order, Payload, StoredResponse};
+use ordergate::store::{DynStore, Lease, NewOrder, StoreError};
+use ordergate_core::{IdempotencyKey, Order, Payload, Placement, ScopedKey, StoredResponse};
 use uuid::Uuid;
 
 use crate::pg::TestDb;
@@ -36,8 +36,8 @@ fn new_order(tenant: &str, key: &str, body: &str, ttl: Duration) -> NewOrder {
     }
 }
 
-fn key(k: &str) -> IdempotencyKey {
-    IdempotencyKey::parse(k.as_bytes()).expect("key")
+fn scoped(tenant: &str, k: &str) -> ScopedKey {
+    ScopedKey::new(tenant, IdempotencyKey::parse(k.as_bytes()).expect("key"))
 }
 
 const BODY: &str = r#"{"symbol":"AAPL","side":"buy","quantity":1}"#;
@@ -103,22 +103,26 @@ pub async fn a_placed_order_is_finished_and_readable(b: Backend) {
     );
     let record = b
         .store
-        .finished("t", &key("k"))
+        .live_record(&scoped("t", "k"))
         .await
         .expect("read")
         .expect("finished");
     assert_eq!(record.record.response, new.response);
     assert_eq!(record.record.fingerprint, new.fingerprint);
-    assert!(record.ttl_left <= TTL && record.ttl_left > TTL - Duration::from_secs(5));
+    let ttl_ms = i64::try_from(TTL.as_millis()).expect("ms");
+    assert!(record.ms_left <= ttl_ms && record.ms_left > ttl_ms - 5_000);
     let by_id = b.store.order_by_id("t", id).await.expect("read");
     assert_eq!(by_id, Some(new.response.body.clone()));
     assert_eq!(
-        b.store.order_by_key("t", &key("k")).await.expect("read"),
+        b.store.order_by_key(&scoped("t", "k")).await.expect("read"),
         by_id
     );
     assert_eq!(b.store.order_by_id("other", id).await.expect("read"), None);
     assert_eq!(
-        b.store.finished("other", &key("k")).await.expect("read"),
+        b.store
+            .live_record(&scoped("other", "k"))
+            .await
+            .expect("read"),
         None
     );
 }
@@ -148,7 +152,7 @@ pub async fn an_abandoned_order_is_not_placed(b: Backend) {
         Placement::Abandoned
     );
     assert_eq!(
-        b.store.order_by_key("t", &key("k")).await.expect("read"),
+        b.store.order_by_key(&scoped("t", "k")).await.expect("read"),
         None
     );
 }
@@ -157,7 +161,10 @@ pub async fn an_expired_record_is_gone_before_the_purge_and_the_key_is_new_again
     let old = new_order("t", "k", BODY, Duration::from_secs(10));
     b.store.place(old.clone()).await.expect("place");
     b.age(10_000).await;
-    assert_eq!(b.store.finished("t", &key("k")).await.expect("read"), None);
+    assert_eq!(
+        b.store.live_record(&scoped("t", "k")).await.expect("read"),
+        None
+    );
     let new = new_order("t", "k", BODY, Duration::from_secs(10));
     assert_eq!(
         b.store.place(new.clone()).await.expect("place"),
@@ -172,7 +179,7 @@ pub async fn an_expired_record_is_gone_before_the_purge_and_the_key_is_new_again
             .is_some()
     );
     assert_eq!(
-        b.store.order_by_key("t", &key("k")).await.expect("read"),
+        b.store.order_by_key(&scoped("t", "k")).await.expect("read"),
         Some(new.response.body.clone())
     );
 }
@@ -206,21 +213,21 @@ pub async fn the_purge_deletes_only_expired_records(b: Backend) {
     assert_eq!(b.store.purge_expired(4).await.expect("purge"), 0);
     let kept = b
         .store
-        .finished("t", &key("old0"))
+        .live_record(&scoped("t", "old0"))
         .await
         .expect("read")
         .expect("kept");
     assert_eq!(kept.record.response, reclaimed.response);
     assert!(
         b.store
-            .finished("t", &key("fresh"))
+            .live_record(&scoped("t", "fresh"))
             .await
             .expect("read")
             .is_some()
     );
     assert!(
         b.store
-            .order_by_key("t", &key("old3"))
+            .order_by_key(&scoped("t", "old3"))
             .await
             .expect("read")
             .is_some(),
@@ -245,18 +252,38 @@ pub async fn a_failing_placement_fails_alone_and_leaves_no_claim(b: Backend) {
     assert_eq!(placed, good.len(), "the others in the batch are placed");
     assert!(clashed.is_err());
     assert_eq!(
-        b.store.finished("t", &key("clash")).await.expect("read"),
+        b.store
+            .live_record(&scoped("t", "clash"))
+            .await
+            .expect("read"),
         None,
         "no half-done claim"
     );
     for n in &good {
-        let key = n.order.idempotency_key.clone();
-        assert!(b.store.finished("t", &key).await.expect("read").is_some());
+        let key = ScopedKey::new("t", n.order.idempotency_key.clone());
+        assert!(b.store.live_record(&key).await.expect("read").is_some());
     }
 }
 
 pub async fn ping_answers(b: Backend) {
     b.store.ping().await.expect("ping");
+}
+
+pub async fn a_closed_store_finishes_what_it_took_and_takes_nothing_more(b: Backend) {
+    let orders: Vec<NewOrder> = (0..64)
+        .map(|i| new_order("t", &format!("close{i}"), BODY, TTL))
+        .collect();
+    let placing = futures::future::join_all(orders.iter().cloned().map(|n| b.store.place(n)));
+    let (placed, ()) = tokio::join!(placing, b.store.close());
+    for result in &placed {
+        assert!(
+            matches!(result, Ok(Placement::Placed) | Err(StoreError::Closed)),
+            "placed, or refused as closed: {result:?}"
+        );
+    }
+    let after = b.store.place(new_order("t", "late", BODY, TTL)).await;
+    assert!(matches!(after, Err(StoreError::Closed)), "{after:?}");
+    b.store.close().await;
 }
 
 /// Runs each listed case once per backend, as `sqlite::CASE` and `postgres::CASE`.
@@ -285,4 +312,5 @@ store_contract!(
     the_purge_deletes_only_expired_records,
     a_failing_placement_fails_alone_and_leaves_no_claim,
     ping_answers,
+    a_closed_store_finishes_what_it_took_and_takes_nothing_more,
 );

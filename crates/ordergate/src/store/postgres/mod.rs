@@ -12,17 +12,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use ordergate_core::{Fingerprint, FinishedRecord, IdempotencyKey, StoredResponse};
+use ordergate_core::{LiveRecord, Placement, ScopedKey};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use super::{Finished, NewOrder, Placement, Store, StoreError};
+use super::{NewOrder, RecordRow, Store, StoreError};
 
 /// Connections per gateway process.
 const POOL_SIZE: usize = 32;
-/// A same-key request waits this long for the one in flight (the contract's 1 s).
-const LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+/// A same-key request waits for the one in flight as long as in the process.
+const LOCK_TIMEOUT_MS: i64 = ordergate_core::IN_FLIGHT_WAIT_MS;
 const POOL_WAIT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -45,13 +46,16 @@ pub struct PostgresStore {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Database(e.to_string())
+        StoreError::unavailable(e)
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Database(e.to_string())
+        match e {
+            deadpool_postgres::PoolError::Closed => StoreError::Closed,
+            e => StoreError::unavailable(e),
+        }
     }
 }
 
@@ -65,8 +69,7 @@ impl PostgresStore {
         config
             .options(format!(
                 "-c statement_timeout={lease_ms} -c idle_in_transaction_session_timeout={lease_ms} \
-                 -c lock_timeout={}",
-                LOCK_TIMEOUT.as_millis()
+                 -c lock_timeout={LOCK_TIMEOUT_MS}"
             ))
             .application_name("ordergate")
             .connect_timeout(CONNECT_TIMEOUT)
@@ -129,7 +132,7 @@ impl PostgresStore {
     async fn body(
         &self,
         sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(sql).await?;
@@ -137,30 +140,18 @@ impl PostgresStore {
     }
 }
 
-/// The finished record in `row`'s columns `from..from + 5`: fingerprint, status,
+/// The live record in `row`'s columns `from..from + 5`: fingerprint, status,
 /// location, body, milliseconds left.
-pub(super) fn finished_from_row(row: &Row, from: usize) -> Result<Finished, StoreError> {
-    let ttl_left_ms: i64 = row.try_get(from + 4)?;
-    Ok(Finished {
-        record: record_from_row(row, from)?,
-        ttl_left: Duration::from_millis(u64::try_from(ttl_left_ms).unwrap_or(0)),
-    })
-}
-
-fn record_from_row(row: &Row, from: usize) -> Result<FinishedRecord, StoreError> {
-    let fingerprint: Vec<u8> = row.try_get(from)?;
-    let fingerprint = <[u8; 32]>::try_from(fingerprint.as_slice())
-        .map_err(|_| StoreError::Database("fingerprint is not 32 bytes".into()))?;
+pub(super) fn live_record_from_row(row: &Row, from: usize) -> Result<LiveRecord, StoreError> {
     let status: i32 = row.try_get(from + 1)?;
-    Ok(FinishedRecord {
-        fingerprint: Fingerprint(fingerprint),
-        response: StoredResponse {
-            status: u16::try_from(status)
-                .map_err(|_| StoreError::Database("stored status out of range".into()))?,
-            location: row.try_get(from + 2)?,
-            body: row.try_get(from + 3)?,
-        },
-    })
+    RecordRow {
+        fingerprint: row.try_get(from)?,
+        status: i64::from(status),
+        location: row.try_get(from + 2)?,
+        body: row.try_get(from + 3)?,
+        ms_left: row.try_get(from + 4)?,
+    }
+    .into_live()
 }
 
 pub(super) fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
@@ -169,17 +160,14 @@ pub(super) fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn finished(
-        &self,
-        tenant: &str,
-        key: &IdempotencyKey,
-    ) -> Result<Option<Finished>, StoreError> {
+    async fn live_record(&self, key: &ScopedKey) -> Result<Option<LiveRecord>, StoreError> {
         let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(sql::FINISHED).await?;
-        let Some(row) = client.query_opt(&stmt, &[&tenant, &key.as_str()]).await? else {
+        let stmt = client.prepare_cached(sql::LIVE_RECORD).await?;
+        let params: [&(dyn ToSql + Sync); 2] = [&key.tenant, &key.key.as_str()];
+        let Some(row) = client.query_opt(&stmt, &params).await? else {
             return Ok(None);
         };
-        Ok(Some(finished_from_row(&row, 0)?))
+        Ok(Some(live_record_from_row(&row, 0)?))
     }
 
     async fn place(&self, new: NewOrder) -> Result<Placement, StoreError> {
@@ -190,12 +178,8 @@ impl Store for PostgresStore {
         self.body(sql::ORDER_BY_ID, &[&id, &tenant]).await
     }
 
-    async fn order_by_key(
-        &self,
-        tenant: &str,
-        key: &IdempotencyKey,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.body(sql::ORDER_BY_KEY, &[&tenant, &key.as_str()])
+    async fn order_by_key(&self, key: &ScopedKey) -> Result<Option<Vec<u8>>, StoreError> {
+        self.body(sql::ORDER_BY_KEY, &[&key.tenant, &key.key.as_str()])
             .await
     }
 
@@ -213,8 +197,8 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    /// [`sql::PLACE_ORDER`] returns the live record in the same round trip.
-    fn place_finds_records(&self) -> bool {
-        true
+    async fn close(&self) {
+        self.placements.close().await;
+        self.pool.close();
     }
 }

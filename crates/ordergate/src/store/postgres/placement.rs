@@ -17,8 +17,12 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{finished_from_row, is_lock_timeout, sql};
-use crate::store::{Finished, NewOrder, Placement, StoreError};
+use ordergate_core::{LiveRecord, Placement};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{is_lock_timeout, live_record_from_row, sql};
+use crate::store::{NewOrder, StoreError};
 
 /// Workers placing batches at once (each on its own connection).
 const WORKERS: usize = 4;
@@ -32,16 +36,31 @@ type Reply = oneshot::Sender<Result<Placement, StoreError>>;
 /// The queue in front of the placement workers; dropping it stops them.
 pub struct Batcher {
     queue: mpsc::Sender<(NewOrder, Reply)>,
+    stop: CancellationToken,
+    workers: TaskTracker,
 }
 
 impl Batcher {
     pub fn spawn(pool: Pool) -> Self {
         let (queue, jobs) = mpsc::channel(MAX_BATCH * WORKERS * 4);
         let jobs = Arc::new(Mutex::new(jobs));
+        let (stop, workers) = (CancellationToken::new(), TaskTracker::new());
         for _ in 0..WORKERS {
-            tokio::spawn(work(pool.clone(), jobs.clone()));
+            workers.spawn(work(pool.clone(), jobs.clone(), stop.clone()));
         }
-        Self { queue }
+        workers.close();
+        Self {
+            queue,
+            stop,
+            workers,
+        }
+    }
+
+    /// Ends the workers after the batches they are placing; orders still queued
+    /// then fail with [`StoreError::Closed`].
+    pub async fn close(&self) {
+        self.stop.cancel();
+        self.workers.wait().await;
     }
 
     pub async fn place(&self, new: NewOrder) -> Result<Placement, StoreError> {
@@ -54,16 +73,27 @@ impl Batcher {
     }
 }
 
-async fn work(pool: Pool, jobs: Arc<Mutex<mpsc::Receiver<(NewOrder, Reply)>>>) {
+async fn work(
+    pool: Pool,
+    jobs: Arc<Mutex<mpsc::Receiver<(NewOrder, Reply)>>>,
+    stop: CancellationToken,
+) {
     loop {
         let batch = {
-            let mut jobs = jobs.lock().await;
-            let Some(first) = jobs.recv().await else {
+            let mut queue = tokio::select! {
+                queue = jobs.lock() => queue,
+                () = stop.cancelled() => return,
+            };
+            let first = tokio::select! {
+                first = queue.recv() => first,
+                () = stop.cancelled() => return,
+            };
+            let Some(first) = first else {
                 return;
             };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
-                match jobs.try_recv() {
+                match queue.try_recv() {
                     Ok(job) => batch.push(job),
                     Err(_) => break,
                 }
@@ -78,8 +108,10 @@ async fn place_batch(pool: &Pool, batch: Vec<(NewOrder, Reply)>) {
     let client = match pool.get().await {
         Ok(client) => client,
         Err(e) => {
+            // One cause, shared by every order of the batch.
+            let cause = Arc::new(e);
             for (_, reply) in batch {
-                let _ = reply.send(Err(StoreError::Database(e.to_string())));
+                let _ = reply.send(Err(StoreError::unavailable(cause.clone())));
             }
             return;
         }
@@ -147,8 +179,8 @@ fn is_live(ms_left: Option<i64>) -> bool {
     ms_left.is_some_and(|ms| ms > 0)
 }
 
-fn live_record(row: &Row, from: usize) -> Option<Finished> {
-    finished_from_row(row, from).ok()
+fn live_record(row: &Row, from: usize) -> Option<LiveRecord> {
+    live_record_from_row(row, from).ok()
 }
 
 /// The batch statement's parameters: one array per column.
@@ -245,8 +277,8 @@ async fn place_alone(client: &Client, new: &NewOrder) -> Result<Placement, Store
             Ok(None) => continue,
         }
     }
-    Err(StoreError::Database(
-        "the key's record kept changing; retry".into(),
+    Err(StoreError::unavailable(
+        "the key's record kept changing under other writers",
     ))
 }
 
@@ -268,7 +300,7 @@ async fn place_once(
         });
     }
     // The record was committed after this statement's snapshot (it waited for it).
-    let stmt = client.prepare_cached(sql::FINISHED).await?;
+    let stmt = client.prepare_cached(sql::LIVE_RECORD).await?;
     let row = client.query_opt(&stmt, &[&tenant, &key]).await?;
     Ok(row
         .and_then(|row| live_record(&row, 0))

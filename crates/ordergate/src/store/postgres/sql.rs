@@ -78,7 +78,7 @@ pub const PLACE_ORDERS: &str = "
     JOIN orders o ON o.order_id = k.order_id
     WHERE NOT EXISTS (SELECT 1 FROM claim c WHERE c.order_id = i.order_id)";
 
-pub const FINISHED: &str = "
+pub const LIVE_RECORD: &str = "
     SELECT k.fingerprint, k.status, k.location, o.body,
            ceil(extract(epoch FROM k.expires_at - now()) * 1000)::bigint
     FROM idempotency_keys k JOIN orders o ON o.order_id = k.order_id

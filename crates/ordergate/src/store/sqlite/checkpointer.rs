@@ -36,9 +36,10 @@ const INTERVAL: Duration = Duration::from_millis(2000);
 /// WAL size (in 4 KiB pages) past which the WAL is made to start over: 256 MiB.
 const RESTART_FRAMES: i64 = 65_536;
 
-/// Stops the checkpointer when dropped.
+/// The checkpointer thread; [`Checkpointer::stop`] ends it.
 pub struct Checkpointer {
-    _stop: mpsc::Sender<()>,
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// Set by the checkpointer when the WAL should start over; the writer restarts it
@@ -48,10 +49,18 @@ pub type RestartWanted = Arc<AtomicBool>;
 impl Checkpointer {
     pub fn spawn(conn: Connection, restart_wanted: RestartWanted) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || run(&conn, &stopped, &restart_wanted))?;
-        Ok(Self { _stop: stop })
+        Ok(Self { stop, thread })
+    }
+
+    /// Ends the thread (after the pass it may be in) and waits for it.
+    pub fn stop(self) {
+        drop(self.stop);
+        if self.thread.join().is_err() {
+            tracing::error!("the checkpointer thread panicked");
+        }
     }
 }
 

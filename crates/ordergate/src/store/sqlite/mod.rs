@@ -4,6 +4,11 @@
 //! `synchronous=FULL`, so a commit is on disk (fsync) before anyone hears of it. Reads
 //! run on reader threads with connections of their own ([`readers`]) and never queue
 //! behind the writer.
+//!
+//! The store owns its threads: [`Store::close`] stops the writer after the queued
+//! commits, ends the readers and the checkpointer, joins them all, and only then
+//! releases the file lock, so a second process can never open the file while this
+//! one still writes to it.
 
 mod checkpointer;
 mod readers;
@@ -15,13 +20,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use std::thread::JoinHandle;
+
 use async_trait::async_trait;
-use ordergate_core::IdempotencyKey;
+use ordergate_core::{LiveRecord, Placement, ScopedKey};
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{Finished, NewOrder, Placement, Store, StoreError};
+use super::{NewOrder, Store, StoreError};
 use crate::clock::Clock;
 
 const SCHEMA_VERSION: i64 = 1;
@@ -44,16 +51,38 @@ pub enum OpenError {
     Database(#[from] rusqlite::Error),
 }
 
-/// The SQLite store. Dropping it stops the writer after the queued work is done.
+/// The SQLite store. Close it with [`Store::close`]; dropping it unclosed ends its
+/// threads in the background and releases the lock after them.
 pub struct SqliteStore {
     writer: mpsc::Sender<writer::Job>,
     readers: readers::Readers,
     clock: Arc<dyn Clock>,
     /// When a commit last failed (a full disk, say), until a probe write succeeds.
     write_failed_at: writer::FailedAt,
-    _checkpointer: checkpointer::Checkpointer,
-    // Held for the store's lifetime: the OS releases the lock when the process dies.
-    _lock: File,
+    /// Taken by the first close.
+    threads: Mutex<Option<Threads>>,
+}
+
+/// What the store runs and holds until it is closed.
+struct Threads {
+    writer: JoinHandle<()>,
+    readers: Vec<JoinHandle<()>>,
+    checkpointer: checkpointer::Checkpointer,
+    /// The one-process lock; the OS also releases it when the process dies.
+    lock: File,
+}
+
+impl Threads {
+    /// Waits for every thread to end, then releases the lock. Blocks.
+    fn join(self) {
+        for thread in std::iter::once(self.writer).chain(self.readers) {
+            if thread.join().is_err() {
+                tracing::error!("a SQLite store thread panicked");
+            }
+        }
+        self.checkpointer.stop();
+        drop(self.lock);
+    }
 }
 
 impl SqliteStore {
@@ -63,7 +92,7 @@ impl SqliteStore {
         let conn = connect(path)?;
         configure_writer(&conn)?;
         migrate(&conn)?;
-        let readers = readers::Readers::spawn(path, READERS)?;
+        let (readers, reader_threads) = readers::Readers::spawn(path, READERS)?;
         let restart_wanted = checkpointer::RestartWanted::default();
         let checkpointer =
             checkpointer::Checkpointer::spawn(connect(path)?, restart_wanted.clone()).map_err(
@@ -73,7 +102,7 @@ impl SqliteStore {
                 },
             )?;
         let write_failed_at = writer::FailedAt::default();
-        let (writer, _thread) =
+        let (writer, writer_thread) =
             writer::spawn(conn, clock.clone(), write_failed_at.clone(), restart_wanted).map_err(
                 |source| OpenError::Io {
                     path: path.to_owned(),
@@ -85,8 +114,12 @@ impl SqliteStore {
             readers,
             clock,
             write_failed_at,
-            _checkpointer: checkpointer,
-            _lock: lock,
+            threads: Mutex::new(Some(Threads {
+                writer: writer_thread,
+                readers: reader_threads,
+                checkpointer,
+                lock,
+            })),
         })
     }
 
@@ -175,14 +208,10 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn finished(
-        &self,
-        tenant: &str,
-        key: &IdempotencyKey,
-    ) -> Result<Option<Finished>, StoreError> {
-        let (tenant, key) = (tenant.to_owned(), key.as_str().to_owned());
+    async fn live_record(&self, key: &ScopedKey) -> Result<Option<LiveRecord>, StoreError> {
+        let (tenant, key) = (key.tenant.clone(), key.key.as_str().to_owned());
         let now_ms = self.clock.now_ms();
-        self.read(move |conn| sql::finished(conn, &tenant, &key, now_ms))
+        self.read(move |conn| sql::live_record(conn, &tenant, &key, now_ms))
             .await
     }
 
@@ -199,12 +228,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn order_by_key(
-        &self,
-        tenant: &str,
-        key: &IdempotencyKey,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        let (tenant, key) = (tenant.to_owned(), key.as_str().to_owned());
+    async fn order_by_key(&self, key: &ScopedKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let (tenant, key) = (key.tenant.clone(), key.key.as_str().to_owned());
         self.read(move |conn| sql::order_body(conn, sql::ORDER_BY_KEY, params![tenant, key]))
             .await
     }
@@ -212,12 +237,6 @@ impl Store for SqliteStore {
     async fn purge_expired(&self, batch: usize) -> Result<usize, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(writer::Job::Purge(batch, reply), answer).await
-    }
-
-    /// The writer looks the key up as it claims it, so a separate read first would
-    /// only add a second lookup and a hop to a reader thread for every new order.
-    fn place_finds_records(&self) -> bool {
-        true
     }
 
     /// Reads answer, and writes too. After a failed commit (a full disk, say) the
@@ -231,7 +250,7 @@ impl Store for SqliteStore {
             return Ok(());
         };
         if failed_at.elapsed() < PROBE_INTERVAL {
-            return Err(StoreError::Database("writes are failing".into()));
+            return Err(StoreError::unavailable("the last commit failed"));
         }
         let (reply, answer) = oneshot::channel();
         self.send(writer::Job::Probe(reply), answer).await?;
@@ -241,6 +260,36 @@ impl Store for SqliteStore {
             *last = None;
         }
         Ok(())
+    }
+
+    async fn close(&self) {
+        let Some(threads) = lock(&self.threads).take() else {
+            return;
+        };
+        // A closed queue means the writer has ended already.
+        let _ = self.writer.send(writer::Job::Stop).await;
+        self.readers.stop().await;
+        if tokio::task::spawn_blocking(move || threads.join())
+            .await
+            .is_err()
+        {
+            tracing::error!("closing the SQLite store failed");
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Unclosed: the senders go with the store, so the threads end once their queues
+    /// are empty; a thread of its own waits for them before it releases the lock.
+    fn drop(&mut self) {
+        if let Some(threads) = lock(&self.threads).take() {
+            let waiting = std::thread::Builder::new()
+                .name("sqlite-close".into())
+                .spawn(move || threads.join());
+            if let Err(e) = waiting {
+                tracing::error!(error = %e, "cannot wait for the SQLite threads; lock released now");
+            }
+        }
     }
 }
 

@@ -7,35 +7,55 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::StoreError;
 
-type Job = Box<dyn FnOnce(&Connection) + Send>;
+enum Job {
+    Read(Box<dyn FnOnce(&Connection) + Send>),
+    /// Ends the one thread that takes it.
+    Stop,
+}
 
 /// The read queue; dropping it stops the threads once the queue is empty.
 pub struct Readers {
     queue: mpsc::Sender<Job>,
+    threads: usize,
 }
 
 impl Readers {
-    pub fn spawn(path: &Path, threads: usize) -> Result<Self, super::OpenError> {
+    /// Starts `threads` reader threads, each with a connection of its own.
+    pub fn spawn(
+        path: &Path,
+        threads: usize,
+    ) -> Result<(Self, Vec<JoinHandle<()>>), super::OpenError> {
         let (queue, jobs) = mpsc::channel::<Job>(4096);
         let jobs = Arc::new(Mutex::new(jobs));
+        let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
             let conn = super::connect(path)?;
             let jobs = jobs.clone();
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name(format!("sqlite-reader-{i}"))
                 .spawn(move || run(&conn, &jobs))
                 .map_err(|source| super::OpenError::Io {
                     path: path.to_owned(),
                     source,
                 })?;
+            handles.push(handle);
         }
-        Ok(Self { queue })
+        Ok((Self { queue, threads }, handles))
+    }
+
+    /// Asks every thread to end once the reads queued before are done.
+    pub async fn stop(&self) {
+        for _ in 0..self.threads {
+            // A closed queue means the threads have ended already.
+            let _ = self.queue.send(Job::Stop).await;
+        }
     }
 
     /// Runs `work` on a reader thread.
@@ -44,9 +64,9 @@ impl Readers {
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let job = Job::Read(Box::new(move |conn| {
             let _ = reply.send(work(conn));
-        });
+        }));
         self.queue.send(job).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -59,8 +79,8 @@ fn run(conn: &Connection, jobs: &Mutex<mpsc::Receiver<Job>>) {
             .unwrap_or_else(PoisonError::into_inner)
             .blocking_recv();
         match job {
-            Some(job) => job(conn),
-            None => return,
+            Some(Job::Read(read)) => read(conn),
+            Some(Job::Stop) | None => return,
         }
     }
 }

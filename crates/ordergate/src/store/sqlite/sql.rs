@@ -1,11 +1,9 @@
 //! The statements of the SQLite backend, and the row mapping they share.
 
-use std::time::Duration;
-
-use ordergate_core::{Fingerprint, FinishedRecord, StoredResponse};
+use ordergate_core::LiveRecord;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::store::{Finished, NewOrder, StoreError};
+use crate::store::{NewOrder, RecordRow, StoreError};
 
 /// Takes the key unless it has a live record; an expired record is taken over.
 pub const CLAIM_KEY: &str = "
@@ -23,7 +21,7 @@ pub const INSERT_ORDER: &str = "
         (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
-pub const FINISHED: &str = "
+pub const LIVE_RECORD: &str = "
     SELECT k.fingerprint, k.status, k.location, o.body, k.expires_at_ms - ?3
     FROM idempotency_keys k JOIN orders o ON o.order_id = k.order_id
     WHERE k.tenant = ?1 AND k.idem_key = ?2 AND k.expires_at_ms > ?3";
@@ -42,43 +40,30 @@ pub const PURGE_EXPIRED: &str = "
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
+        StoreError::unavailable(e)
     }
 }
 
-pub fn finished(
+pub fn live_record(
     conn: &Connection,
     tenant: &str,
     key: &str,
     now_ms: i64,
-) -> Result<Option<Finished>, StoreError> {
-    let mut stmt = conn.prepare_cached(FINISHED)?;
-    let record = stmt
-        .query_row(params![tenant, key, now_ms], finished_from_row)
+) -> Result<Option<LiveRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(LIVE_RECORD)?;
+    let row = stmt
+        .query_row(params![tenant, key, now_ms], record_row)
         .optional()?;
-    Ok(record)
+    row.map(RecordRow::into_live).transpose()
 }
 
-fn finished_from_row(row: &Row<'_>) -> rusqlite::Result<Finished> {
-    let fingerprint: Vec<u8> = row.get(0)?;
-    let fingerprint = <[u8; 32]>::try_from(fingerprint.as_slice()).map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Blob,
-            "fingerprint is not 32 bytes".into(),
-        )
-    })?;
-    let ttl_left_ms: i64 = row.get(4)?;
-    Ok(Finished {
-        record: FinishedRecord {
-            fingerprint: Fingerprint(fingerprint),
-            response: StoredResponse {
-                status: row.get(1)?,
-                location: row.get(2)?,
-                body: row.get(3)?,
-            },
-        },
-        ttl_left: Duration::from_millis(u64::try_from(ttl_left_ms).unwrap_or(0)),
+fn record_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
+    Ok(RecordRow {
+        fingerprint: row.get(0)?,
+        status: row.get(1)?,
+        location: row.get(2)?,
+        body: row.get(3)?,
+        ms_left: row.get(4)?,
     })
 }
 

@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpointer::{RestartWanted, restart_wal};
 use super::sql;
 use crate::clock::Clock;
-use crate::store::{NewOrder, Placement, StoreError};
+use ordergate_core::Placement;
+
+use crate::store::{NewOrder, StoreError};
 
 /// When a commit last failed; shared with the store's readiness check.
 pub type FailedAt = Arc<Mutex<Option<Instant>>>;
@@ -30,6 +32,8 @@ pub enum Job {
     Purge(usize, Reply<usize>),
     /// A tiny write, to learn whether the disk takes writes again.
     Probe(Reply<usize>),
+    /// Take no more jobs: finish those queued, then end the thread.
+    Stop,
 }
 
 /// Where a job's answer goes.
@@ -45,9 +49,11 @@ enum Count {
 struct Batch {
     places: Vec<(NewOrder, Reply<Placement>)>,
     counts: Vec<(Count, Reply<usize>)>,
+    stop: bool,
 }
 
-/// Starts the writer thread; it ends when every sender is dropped.
+/// Starts the writer thread; it ends after a [`Job::Stop`] or when every sender is
+/// dropped, once the jobs queued before have been committed and answered.
 pub fn spawn(
     conn: Connection,
     clock: Arc<dyn Clock>,
@@ -81,6 +87,10 @@ fn run(
             }
         }
         let batch = Batch::sort(jobs.drain(..));
+        if batch.stop {
+            // Further sends fail at once; what is queued still runs below and after.
+            rx.close();
+        }
         if !commit_batch(&mut conn, clock.now_ms(), batch) {
             // A full disk, say: the store is unready until a probe write succeeds.
             *failed_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
@@ -96,6 +106,7 @@ impl Batch {
         let mut batch = Self {
             places: Vec::with_capacity(jobs.len()),
             counts: Vec::new(),
+            stop: false,
         };
         for job in jobs {
             match job {
@@ -105,6 +116,7 @@ impl Batch {
                 Job::Place(new, reply) => batch.places.push((new, reply)),
                 Job::Purge(limit, reply) => batch.counts.push((Count::Purge(limit), reply)),
                 Job::Probe(reply) => batch.counts.push((Count::Probe, reply)),
+                Job::Stop => batch.stop = true,
             }
         }
         batch
@@ -205,10 +217,8 @@ fn place(conn: &Connection, new: &NewOrder, now_ms: i64) -> Result<Placement, St
         return Ok(Placement::Placed);
     }
     let key = new.order.idempotency_key.as_str();
-    match sql::finished(conn, &new.tenant, key, now_ms)? {
-        Some(finished) => Ok(Placement::Exists(finished)),
-        None => Err(StoreError::Database(
-            "key neither claimable nor finished".into(),
-        )),
+    match sql::live_record(conn, &new.tenant, key, now_ms)? {
+        Some(live) => Ok(Placement::Exists(live)),
+        None => Err(StoreError::Invariant("a key neither claimable nor live")),
     }
 }

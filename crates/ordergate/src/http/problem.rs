@@ -1,15 +1,13 @@
-//! The one place where errors and outcomes become HTTP responses.
+//! The one place where errors become HTTP responses.
 //!
 //! Every error is `application/problem+json` with the contract's `error` code. A 5xx
 //! never carries internal text: causes are logged where they happen.
 
-use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ordergate_core::{ErrorCode, InvalidOrder, KeyError, Outcome, Problem, StoredResponse};
+use ordergate_core::{ErrorCode, InvalidOrder, KeyError, Problem, RETRY_AFTER_SECONDS};
 
-/// Seconds a client should wait before retrying a 409 or a 503.
-const RETRY_AFTER_SECONDS: u32 = 1;
+use crate::store::StoreError;
 
 /// Everything an API request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +18,10 @@ pub enum ApiError {
     UnsupportedMediaType(&'static str),
     #[error("the body is larger than {0} bytes")]
     PayloadTooLarge(u64),
-    #[error("the request body could not be read in time")]
-    BodyUnreadable,
+    #[error("the request body did not arrive in time")]
+    BodyTimedOut,
+    #[error("the request body could not be read")]
+    BodyBroken,
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error("the idempotencyKey query parameter is required")]
@@ -48,7 +48,8 @@ impl ApiError {
             Self::Unauthorized => ErrorCode::Unauthorized,
             Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
-            Self::BodyUnreadable => ErrorCode::RequestTimeout,
+            Self::BodyTimedOut => ErrorCode::RequestTimeout,
+            Self::BodyBroken => ErrorCode::BadRequest,
             Self::Key(KeyError::Missing) | Self::MissingLookupKey => {
                 ErrorCode::MissingIdempotencyKey
             }
@@ -69,6 +70,14 @@ impl ApiError {
             Self::InProgress | Self::Unavailable => problem.with_retry_after(RETRY_AFTER_SECONDS),
             _ => problem,
         }
+    }
+}
+
+/// The store's failure was logged and counted where it happened; the client learns
+/// only that the outcome is unknown.
+impl From<StoreError> for ApiError {
+    fn from(_: StoreError) -> Self {
+        Self::Unavailable
     }
 }
 
@@ -103,37 +112,4 @@ pub fn problem_response(problem: &Problem) -> Response {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
-}
-
-/// The answer to a submission that passed the HTTP checks.
-pub fn outcome_response(outcome: Outcome) -> Response {
-    match outcome {
-        Outcome::Created(stored) => stored_response(stored, false),
-        Outcome::Replayed(stored) => stored_response(stored, true),
-        Outcome::InProgress => ApiError::InProgress.into_response(),
-        Outcome::KeyReused => ApiError::KeyReused.into_response(),
-        Outcome::Invalid(invalid) => ApiError::InvalidOrder(invalid).into_response(),
-        Outcome::Unavailable => ApiError::Unavailable.into_response(),
-    }
-}
-
-fn stored_response(stored: StoredResponse, replay: bool) -> Response {
-    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::CREATED);
-    let mut builder = Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json");
-    if let Ok(location) = HeaderValue::from_str(&stored.location) {
-        builder = builder.header(header::LOCATION, location);
-    }
-    if replay {
-        builder = builder.header("idempotent-replay", "true");
-    }
-    builder
-        .body(Body::from(stored.body))
-        .unwrap_or_else(|_| ApiError::Internal.into_response())
-}
-
-/// An order JSON read back with `GET`.
-pub fn order_response(body: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

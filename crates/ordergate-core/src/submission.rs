@@ -1,0 +1,418 @@
+//! One `POST /orders` through the idempotency protocol, as a state machine without I/O.
+//!
+//! A driver (the native server's tokio loop, or the edge build) asks what to do next,
+//! does it, and reports what happened as a [`Fact`]; [`Submission::step`] answers the
+//! next [`Step`]. Every decision of the protocol is made here, once; the driver only
+//! does I/O and keeps time. Deadlines are milliseconds of the driver's clock.
+//!
+//! 1. **Cache.** A finished record in the driver's replay cache answers at once: a
+//!    request with the very bytes already answered replays without being parsed;
+//!    otherwise the same payload replays and another is a reused key (422).
+//! 2. **Read or not.** A valid order goes straight to the claim: placing it finds a
+//!    live record as cheaply as a read would. An invalid body needs the stored record
+//!    first, because a retry of an accepted order replays whatever the rules say now.
+//! 3. **Claim** the key in the driver. If another request holds it, wait for that one
+//!    to end (at most [`IN_FLIGHT_WAIT_MS`] from the start, never past the lease) and
+//!    start over at 1; a wait that times out answers 409.
+//! 4. **Place**: claim, order and response in one commit. The store has the last word:
+//!    a request may have finished since 1, or another process may hold the key.
+//!
+//! A [`Step::Done`] comes exactly once, and a submission asks to place at most one
+//! order, and only after it won the claim.
+
+use uuid::Uuid;
+
+use crate::key::ScopedKey;
+use crate::order::{InvalidOrder, Order, OrderRequest};
+use crate::protocol::{
+    Fingerprint, FinishedRecord, LiveRecord, Outcome, Payload, Placement, RetryVerdict,
+    StoredResponse,
+};
+
+/// How long a request waits for an in-flight request with the same key (the
+/// contract's 1 s); a database lock wait for the same key is bounded by it too.
+pub const IN_FLIGHT_WAIT_MS: i64 = 1_000;
+
+/// The times that bound a submission and its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a key's record lives after acceptance.
+    pub result_ttl_ms: i64,
+    /// How long the whole request may hold its key.
+    pub lease_ttl_ms: i64,
+}
+
+/// What the driver does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Look the key up in the replay cache; answer [`Fact::Cached`].
+    LookUpCache,
+    /// Read the key's live record from the store, within the lease; answer
+    /// [`Fact::Read`] (or [`Fact::Failed`]).
+    ReadRecord,
+    /// Take the key's claim; answer [`Fact::ClaimWon`] or [`Fact::ClaimHeld`].
+    Claim,
+    /// Place this order (claim, order, response in one commit), within the lease;
+    /// answer [`Fact::Placed`] (or [`Fact::Failed`]).
+    Place(Box<OrderToPlace>),
+    /// Wait for the claim's holder to end, until `until_ms` at most; answer
+    /// [`Fact::Waited`].
+    WaitForHolder { until_ms: i64 },
+    /// The submission is over.
+    Done(Conclusion),
+}
+
+/// An order to place under the submission's key, with the answer to store beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderToPlace {
+    pub order: Order,
+    pub fingerprint: Fingerprint,
+    pub response: StoredResponse,
+}
+
+/// How a submission ended, and what the driver's replay cache should keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conclusion {
+    pub outcome: Outcome,
+    pub remember: Option<Remember>,
+}
+
+/// A record for the replay cache, valid until `expires_at_ms` (never later than the
+/// stored record's own expiry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remember {
+    pub record: FinishedRecord,
+    pub expires_at_ms: i64,
+    /// The request's bytes carry the record's payload: a retry with the very same
+    /// bytes may replay without being parsed.
+    pub request_carries_payload: bool,
+}
+
+/// A replay-cache entry as the driver found it.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheHit<'a> {
+    pub record: &'a FinishedRecord,
+    /// The request's bytes are those of a request already answered with this record.
+    pub same_bytes: bool,
+}
+
+/// What happened when the driver did the last step.
+#[derive(Debug, Clone)]
+pub enum Fact<'a> {
+    Cached(Option<CacheHit<'a>>),
+    /// The store's answer, and a clock reading from before it was asked.
+    Read {
+        record: Option<LiveRecord>,
+        asked_at_ms: i64,
+    },
+    /// The claim is this request's: place under a fresh id, accepted at `now_ms`.
+    ClaimWon {
+        order_id: Uuid,
+        now_ms: i64,
+    },
+    /// Another request holds the claim.
+    ClaimHeld,
+    Placed(Placement),
+    Waited {
+        timed_out: bool,
+    },
+    /// The store failed or the lease ran out: the outcome is unknown.
+    Failed,
+}
+
+#[derive(Debug)]
+enum State {
+    Start,
+    LookingUp,
+    Reading,
+    Claiming,
+    Placing {
+        record: FinishedRecord,
+        accepted_at_ms: i64,
+    },
+    Waiting,
+    Over(Outcome),
+}
+
+/// One submission in progress. `B` is the request body.
+#[derive(Debug)]
+pub struct Submission<B> {
+    key: ScopedKey,
+    body: B,
+    payload: Option<Payload>,
+    limits: Limits,
+    started_ms: i64,
+    state: State,
+}
+
+impl<B: AsRef<[u8]>> Submission<B> {
+    /// A submission of `body` under `key`, started at `now_ms`.
+    pub fn new(key: ScopedKey, body: B, now_ms: i64, limits: Limits) -> Self {
+        Self {
+            key,
+            body,
+            payload: None,
+            limits,
+            started_ms: now_ms,
+            state: State::Start,
+        }
+    }
+
+    pub fn key(&self) -> &ScopedKey {
+        &self.key
+    }
+
+    pub fn body(&self) -> &B {
+        &self.body
+    }
+
+    /// When the lease runs out: store work not begun by then is abandoned.
+    pub fn lease_deadline_ms(&self) -> i64 {
+        self.started_ms.saturating_add(self.limits.lease_ttl_ms)
+    }
+
+    /// The first step.
+    pub fn start(&mut self) -> Step {
+        self.state = State::LookingUp;
+        Step::LookUpCache
+    }
+
+    /// The step after `fact`. A fact that does not answer the last step is a broken
+    /// driver: the submission ends as unavailable rather than guess.
+    pub fn step(&mut self, fact: Fact<'_>) -> Step {
+        let state = std::mem::replace(&mut self.state, State::Start);
+        match (state, fact) {
+            (State::Over(outcome), _) => self.conclude(outcome, None),
+            (State::LookingUp, Fact::Cached(hit)) => self.after_cache(hit),
+            (
+                State::Reading,
+                Fact::Read {
+                    record,
+                    asked_at_ms,
+                },
+            ) => self.after_read(record, asked_at_ms),
+            (State::Claiming, Fact::ClaimWon { order_id, now_ms }) => self.place(order_id, now_ms),
+            (State::Claiming, Fact::ClaimHeld) => {
+                self.state = State::Waiting;
+                Step::WaitForHolder {
+                    until_ms: self.wait_deadline_ms(),
+                }
+            }
+            (State::Waiting, Fact::Waited { timed_out: true }) => {
+                self.conclude(Outcome::InProgress, None)
+            }
+            (State::Waiting, Fact::Waited { timed_out: false }) => self.start(),
+            (
+                State::Placing {
+                    record,
+                    accepted_at_ms,
+                },
+                Fact::Placed(placement),
+            ) => self.after_placement(placement, record, accepted_at_ms),
+            _ => self.conclude(Outcome::Unavailable, None),
+        }
+    }
+
+    fn wait_deadline_ms(&self) -> i64 {
+        self.started_ms
+            .saturating_add(IN_FLIGHT_WAIT_MS)
+            .min(self.lease_deadline_ms())
+    }
+
+    fn payload(&mut self) -> &Payload {
+        let body = &self.body;
+        self.payload
+            .get_or_insert_with(|| Payload::from_body(body.as_ref()))
+    }
+
+    fn valid_order(&mut self) -> Result<(OrderRequest, Fingerprint), InvalidOrder> {
+        self.payload().valid_order()
+    }
+
+    fn after_cache(&mut self, hit: Option<CacheHit<'_>>) -> Step {
+        if let Some(hit) = hit {
+            let outcome = if hit.same_bytes {
+                Outcome::Replayed(hit.record.response.clone())
+            } else {
+                self.verdict(hit.record)
+            };
+            return self.conclude(outcome, None);
+        }
+        if self.valid_order().is_ok() {
+            self.state = State::Claiming;
+            Step::Claim
+        } else {
+            self.state = State::Reading;
+            Step::ReadRecord
+        }
+    }
+
+    /// Only an invalid body is read first: with no record it is answered as invalid,
+    /// as if the whole request ran at the moment of the read (nothing is stored).
+    fn after_read(&mut self, record: Option<LiveRecord>, asked_at_ms: i64) -> Step {
+        match (record, self.valid_order()) {
+            (Some(live), _) => self.answer_from_record(live, asked_at_ms),
+            (None, Err(invalid)) => self.conclude(Outcome::Invalid(invalid), None),
+            (None, Ok(_)) => {
+                self.state = State::Claiming;
+                Step::Claim
+            }
+        }
+    }
+
+    fn place(&mut self, order_id: Uuid, now_ms: i64) -> Step {
+        let (request, fingerprint) = match self.valid_order() {
+            Ok(valid) => valid,
+            Err(invalid) => return self.conclude(Outcome::Invalid(invalid), None),
+        };
+        let order = Order {
+            order_id,
+            request,
+            accepted_at_ms: now_ms,
+            idempotency_key: self.key.key.clone(),
+        };
+        let response = StoredResponse {
+            status: 201,
+            location: order.location(),
+            body: order.to_json(),
+        };
+        self.state = State::Placing {
+            record: FinishedRecord {
+                fingerprint,
+                response: response.clone(),
+            },
+            accepted_at_ms: now_ms,
+        };
+        Step::Place(Box::new(OrderToPlace {
+            order,
+            fingerprint,
+            response,
+        }))
+    }
+
+    fn after_placement(
+        &mut self,
+        placement: Placement,
+        record: FinishedRecord,
+        accepted_at_ms: i64,
+    ) -> Step {
+        match placement {
+            Placement::Placed => {
+                // The store stamps its expiry after the acceptance time was read, so
+                // counting from it keeps the cached expiry no later than the record's.
+                let remember = Remember {
+                    expires_at_ms: accepted_at_ms.saturating_add(self.limits.result_ttl_ms),
+                    request_carries_payload: true,
+                    record: record.clone(),
+                };
+                self.conclude(Outcome::Created(record.response), Some(remember))
+            }
+            Placement::Exists(live) => self.answer_from_record(live, accepted_at_ms),
+            Placement::InProgress => self.conclude(Outcome::InProgress, None),
+            Placement::Abandoned => self.conclude(Outcome::Unavailable, None),
+        }
+    }
+
+    /// Judges a record the store found. `asked_at_ms` is a clock reading from before
+    /// the store was asked, so the cached expiry is never later than the record's.
+    fn answer_from_record(&mut self, live: LiveRecord, asked_at_ms: i64) -> Step {
+        let outcome = self.verdict(&live.record);
+        let remember = Remember {
+            expires_at_ms: asked_at_ms.saturating_add(live.ms_left),
+            request_carries_payload: matches!(outcome, Outcome::Replayed(_)),
+            record: live.record,
+        };
+        self.conclude(outcome, Some(remember))
+    }
+
+    fn verdict(&mut self, record: &FinishedRecord) -> Outcome {
+        match record.judge(self.payload().fingerprint()) {
+            RetryVerdict::Replay => Outcome::Replayed(record.response.clone()),
+            RetryVerdict::KeyReused => Outcome::KeyReused,
+        }
+    }
+
+    fn conclude(&mut self, outcome: Outcome, remember: Option<Remember>) -> Step {
+        self.state = State::Over(outcome.clone());
+        Step::Done(Conclusion { outcome, remember })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::IdempotencyKey;
+
+    const ORDER: &[u8] = br#"{"symbol":"AAPL","side":"buy","quantity":100}"#;
+    const LIMITS: Limits = Limits {
+        result_ttl_ms: 60_000,
+        lease_ttl_ms: 30_000,
+    };
+
+    fn submission(body: &'static [u8]) -> Submission<&'static [u8]> {
+        let key = IdempotencyKey::parse(b"k").expect("key");
+        Submission::new(ScopedKey::new("t", key), body, 1_000, LIMITS)
+    }
+
+    #[test]
+    fn a_new_valid_order_is_claimed_placed_and_remembered() {
+        let mut s = submission(ORDER);
+        assert_eq!(s.start(), Step::LookUpCache);
+        assert_eq!(s.step(Fact::Cached(None)), Step::Claim);
+        let id = Uuid::from_u128(7);
+        let Step::Place(order) = s.step(Fact::ClaimWon {
+            order_id: id,
+            now_ms: 2_000,
+        }) else {
+            panic!("expected a placement");
+        };
+        assert_eq!(order.order.order_id, id);
+        assert_eq!(order.response.location, format!("/orders/{id}"));
+        let Step::Done(done) = s.step(Fact::Placed(Placement::Placed)) else {
+            panic!("expected the end");
+        };
+        assert_eq!(done.outcome, Outcome::Created(order.response.clone()));
+        let remember = done.remember.expect("remembered");
+        assert_eq!(remember.expires_at_ms, 62_000);
+        assert!(remember.request_carries_payload);
+    }
+
+    #[test]
+    fn an_invalid_body_reads_the_record_first_and_replays_an_accepted_order() {
+        let mut s = submission(br#"{"symbol":"AAPL","side":"buy","quantity":100,"x":1}"#);
+        s.start();
+        assert_eq!(s.step(Fact::Cached(None)), Step::ReadRecord);
+        let Step::Done(done) = s.step(Fact::Read {
+            record: None,
+            asked_at_ms: 1_000,
+        }) else {
+            panic!("expected the end");
+        };
+        assert!(matches!(done.outcome, Outcome::Invalid(_)));
+    }
+
+    #[test]
+    fn a_held_claim_waits_until_a_second_after_the_start_then_is_in_progress() {
+        let mut s = submission(ORDER);
+        s.start();
+        s.step(Fact::Cached(None));
+        assert_eq!(
+            s.step(Fact::ClaimHeld),
+            Step::WaitForHolder { until_ms: 2_000 }
+        );
+        let Step::Done(done) = s.step(Fact::Waited { timed_out: true }) else {
+            panic!("expected the end");
+        };
+        assert_eq!(done.outcome, Outcome::InProgress);
+    }
+
+    #[test]
+    fn a_fact_out_of_turn_ends_the_submission_as_unavailable() {
+        let mut s = submission(ORDER);
+        s.start();
+        let Step::Done(done) = s.step(Fact::Placed(Placement::Placed)) else {
+            panic!("expected the end");
+        };
+        assert_eq!(done.outcome, Outcome::Unavailable);
+    }
+}

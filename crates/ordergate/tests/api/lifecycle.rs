@@ -1,0 +1,85 @@
+//! The store's lifecycle: closing it finishes its work before it lets go of the file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use ordergate::clock::SystemClock;
+use ordergate::store::sqlite::SqliteStore;
+use ordergate::store::{Lease, NewOrder, Store};
+use ordergate_core::{IdempotencyKey, Order, Payload, Placement, StoredResponse};
+use uuid::Uuid;
+
+fn new_order(key: &str) -> NewOrder {
+    let payload = Payload::from_body(crate::helpers::ORDER.as_bytes());
+    let order = Order {
+        order_id: Uuid::now_v7(),
+        request: payload.order_request().expect("valid order"),
+        accepted_at_ms: 1_700_000_000_000,
+        idempotency_key: IdempotencyKey::parse(key.as_bytes()).expect("key"),
+    };
+    NewOrder {
+        tenant: "t".into(),
+        response: StoredResponse {
+            status: 201,
+            location: order.location(),
+            body: order.to_json(),
+        },
+        order,
+        fingerprint: payload.fingerprint().expect("fingerprint"),
+        result_ttl: Duration::from_secs(60),
+        lease: Lease::default(),
+    }
+}
+
+fn orders_in(path: &std::path::Path) -> usize {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM orders", [], |row| row.get(0))
+        .expect("count");
+    usize::try_from(n).expect("count")
+}
+
+/// A second process takes the file with the same exclusive lock: the moment that
+/// lock is free, every order the store took must already be in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closing_sqlite_store_releases_its_file_only_after_its_last_commit() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("ordergate.db");
+    let store = SqliteStore::open(&path, Arc::new(SystemClock)).expect("open");
+    let mut placing: FuturesUnordered<_> = (0..500)
+        .map(|i| store.place(new_order(&format!("k{i}"))))
+        .collect();
+    // One poll hands every order to the writer's queue.
+    assert!(futures::poll!(placing.next()).is_pending());
+
+    let second_process = async {
+        loop {
+            let file = std::fs::File::open(&path).expect("database file");
+            if file.try_lock().is_ok() {
+                // Counted while the lock is ours: nobody else can write meanwhile.
+                return orders_in(&path);
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let answers = async {
+        let mut placed = 0;
+        while let Some(answer) = placing.next().await {
+            if answer.expect("placed before the store closed") == Placement::Placed {
+                placed += 1;
+            }
+        }
+        placed
+    };
+    let (placed, (), at_release) = tokio::join!(answers, store.close(), second_process);
+    assert_eq!(
+        placed, 500,
+        "every order queued before the close was placed"
+    );
+    assert_eq!(
+        at_release, placed,
+        "the lock was free only once every placed order was committed"
+    );
+}
