@@ -122,16 +122,26 @@ async fn serve_on(
 ) -> TestApp {
     let args = serve_args(url, extra);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    launch(dir, pg, listener, |listener, stop| {
+        ordergate::server::serve_with_clock(args, clock, listener, async {
+            let _ = stop.await;
+        })
+    })
+}
+
+/// Spawns `serve` on `listener`; the test's `stop` ends it.
+fn launch<F>(
+    dir: TempDir,
+    pg: Option<TestDb>,
+    listener: TcpListener,
+    serve: impl FnOnce(TcpListener, oneshot::Receiver<()>) -> F,
+) -> TestApp
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let addr = listener.local_addr().expect("address");
     let (tx, rx) = oneshot::channel();
-    let server = tokio::spawn(ordergate::server::serve_with_clock(
-        args,
-        clock,
-        listener,
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let server = tokio::spawn(serve(listener, rx));
     TestApp {
         addr,
         client: reqwest::Client::new(),
@@ -173,26 +183,16 @@ pub async fn spawn_app_on_store(
     let lease = format!("{}ms", lease_ttl.as_millis());
     let args = serve_args(&url, &["--lease-ttl", &lease]);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
     let auth = ordergate::server::authenticator(&args, &listener).expect("auth");
-    let (tx, rx) = oneshot::channel();
     let store = store(inner);
-    let server = tokio::spawn(async move {
+    launch(dir, pg, listener, |listener, stop| async move {
         let shutdown = async {
-            let _ = rx.await;
+            let _ = stop.await;
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         ordergate::server::serve_store(args, auth, store, clock, listener, shutdown).await;
         Ok(())
-    });
-    TestApp {
-        addr,
-        client: reqwest::Client::new(),
-        dir,
-        pg,
-        shutdown: Some(tx),
-        server: Some(server),
-    }
+    })
 }
 
 impl TestApp {

@@ -1,37 +1,15 @@
 //! The store's lifecycle: closing it finishes its work before it lets go of the file.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ordergate::clock::SystemClock;
+use ordergate::store::Store;
 use ordergate::store::sqlite::SqliteStore;
-use ordergate::store::{Lease, NewOrder, Store};
-use ordergate_core::{IdempotencyKey, Order, Payload, Placement, StoredResponse};
-use uuid::Uuid;
+use ordergate_core::Placement;
 
-fn new_order(key: &str) -> NewOrder {
-    let payload = Payload::from_body(crate::helpers::ORDER.as_bytes());
-    let order = Order {
-        order_id: Uuid::now_v7(),
-        request: payload.order_request().expect("valid order"),
-        accepted_at_ms: 1_700_000_000_000,
-        idempotency_key: IdempotencyKey::parse(key.as_bytes()).expect("key"),
-    };
-    NewOrder {
-        tenant: "t".into(),
-        response: StoredResponse {
-            status: 201,
-            location: order.location(),
-            body: order.to_json(),
-        },
-        order,
-        fingerprint: payload.fingerprint().expect("fingerprint"),
-        result_ttl: Duration::from_secs(60),
-        lease: Lease::default(),
-    }
-}
+use crate::store_contract::{BODY, TTL, new_order};
 
 fn orders_in(path: &std::path::Path) -> usize {
     let conn = rusqlite::Connection::open(path).expect("open");
@@ -49,7 +27,7 @@ async fn a_closing_sqlite_store_releases_its_file_only_after_its_last_commit() {
     let path = dir.path().join("ordergate.db");
     let store = SqliteStore::open(&path, Arc::new(SystemClock)).expect("open");
     let mut placing: FuturesUnordered<_> = (0..500)
-        .map(|i| store.place(new_order(&format!("k{i}"))))
+        .map(|i| store.place(new_order("t", &format!("k{i}"), BODY, TTL)))
         .collect();
     // One poll hands every order to the writer's queue.
     assert!(futures::poll!(placing.next()).is_pending());

@@ -2,6 +2,8 @@
 //! across them, through `kill -9`, `SIGSTOP` and a database outage.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,6 +34,26 @@ async fn orders_per_key(db: &TestDb) -> HashMap<String, i64> {
         .await
         .expect("count orders");
     rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+}
+
+/// Waits until one of the database's sessions opened by a gateway waits for a lock.
+async fn waiting_on_a_lock(db: &TestDb) {
+    let observer = db.client().await;
+    loop {
+        let row = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND application_name = 'ordergate' \
+                 AND wait_event_type = 'Lock'",
+                &[&db.name],
+            )
+            .await
+            .expect("pg_stat_activity");
+        if row.get::<_, i64>(0) > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 fn order_id(body: &[u8]) -> String {
@@ -78,8 +100,9 @@ async fn kill_9_of_one_gateway_mid_load_duplicates_nothing_and_loses_nothing() {
     let urls: Vec<String> = gws.iter().map(|g| g.url("/orders")).collect();
     let client = reqwest::Client::new();
     let victim = gws.remove(0);
+    let acked_so_far = Arc::new(AtomicUsize::new(0));
     let load = {
-        let (client, urls) = (client.clone(), urls.clone());
+        let (client, urls, acked_so_far) = (client.clone(), urls.clone(), acked_so_far.clone());
         tokio::spawn(async move {
             let mut seen: Vec<(String, Option<Bytes>)> = Vec::new();
             for round in 0..60 {
@@ -92,13 +115,19 @@ async fn kill_9_of_one_gateway_mid_load_duplicates_nothing_and_loses_nothing() {
                 .await;
                 for (key, answer) in keys.into_iter().zip(answers) {
                     let acked = answer.filter(|a| a.0 == 201).map(|a| a.2);
+                    if acked.is_some() {
+                        acked_so_far.fetch_add(1, Ordering::SeqCst);
+                    }
                     seen.push((key, acked));
                 }
             }
             seen
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Mid-load: a sixth of the rounds are done, most are still to come.
+    while acked_so_far.load(Ordering::SeqCst) < 120 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     victim.crash();
     let seen = load.await.expect("load");
     let acked = seen.iter().filter(|s| s.1.is_some()).count();
@@ -129,30 +158,40 @@ async fn a_stopped_gateway_holds_no_key_past_its_lease_and_completes_nothing_it_
     let gws = gateways(&db, 2, &["--lease-ttl", "1s"]);
     let (stopped, live) = (&gws[0], &gws[1]);
     let client = reqwest::Client::new();
-    // Requests in flight on the gateway when it stops.
+    // The keys table is locked, so the gateway's placements wait in the database: at
+    // the stop they are in flight, which pg_stat_activity shows.
+    let locker = db.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE idempotency_keys IN SHARE ROW EXCLUSIVE MODE")
+        .await
+        .expect("lock the keys table");
     let in_flight: Vec<String> = (0..16).map(|i| format!("stop-{i}")).collect();
     let answers_from_stopped = {
         let (client, url, keys) = (client.clone(), stopped.url("/orders"), in_flight.clone());
         tokio::spawn(async move { join_all(keys.iter().map(|key| post(&client, &url, key))).await })
     };
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    waiting_on_a_lock(&db).await;
     stopped.signal("STOP");
+    locker.batch_execute("COMMIT").await.expect("unlock");
     // The other gateway keeps serving.
     let (status, _, _) = post(&client, &live.url("/orders"), "while-stopped")
         .await
         .expect("answer");
     assert_eq!(status, 201);
-    // After the lease every key is free or finished: the retry gets an order, never a 409.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Within the lease a key may still be held (409); after it every key is free or
+    // finished, and the retry gets an order.
     let mut on_live = HashMap::new();
     for key in &in_flight {
-        let (status, _, body) = post(&client, &live.url("/orders"), key)
-            .await
-            .expect("answer");
-        assert_eq!(
-            status, 201,
-            "{key} is usable on the other gateway after the lease"
-        );
+        let body = loop {
+            let (status, _, body) = post(&client, &live.url("/orders"), key)
+                .await
+                .expect("answer");
+            match status {
+                201 => break body,
+                409 => tokio::time::sleep(Duration::from_millis(50)).await,
+                other => panic!("{key}: {other} from the live gateway"),
+            }
+        };
         on_live.insert(key.clone(), order_id(&body));
     }
     stopped.signal("CONT");

@@ -26,7 +26,7 @@ pub enum Started {
     Exited(ExitStatus, Vec<String>),
 }
 
-/// `ordergate serve ARGS` with `--listen 127.0.0.1:0` unless ARGS or ENV say otherwise.
+/// `ordergate serve ARGS`.
 pub fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve");
@@ -45,18 +45,21 @@ pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("ordergate.db").display())
 }
 
-/// Starts the command and waits until it logs its address or exits.
+/// Starts the command and waits until it logs its address or exits. Logs at `info`
+/// unless the command sets `RUST_LOG` itself.
 pub fn start(mut cmd: Command) -> Started {
+    if !cmd.get_envs().any(|(name, _)| name == "RUST_LOG") {
+        cmd.env("RUST_LOG", "info");
+    }
     cmd.stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .env("RUST_LOG", "info")
         .env_remove("RUST_BACKTRACE");
     let mut child = cmd.spawn().expect("spawn ordergate");
     let stderr = child.stderr.take().expect("stderr");
     let log = Arc::new(Mutex::new(Vec::new()));
     let (found, addr) = mpsc::channel();
     let lines = log.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(found_at) = listening_address(&line) {
                 let _ = found.send(found_at);
@@ -75,7 +78,8 @@ pub fn start(mut cmd: Command) -> Started {
             });
         }
         if let Some(status) = child.try_wait().expect("wait") {
-            std::thread::sleep(Duration::from_millis(100));
+            // The reader ends once it has read the last line the process wrote.
+            let _ = reader.join();
             let lines = log.lock().expect("log").clone();
             return Started::Exited(status, lines);
         }
@@ -154,6 +158,23 @@ impl Gateway {
 
     pub fn log_text(&self) -> String {
         self.log.lock().expect("log").join("\n")
+    }
+
+    /// Waits (up to ten seconds) until the process has logged a line with `text`.
+    pub async fn logged(&self, text: &str) {
+        for _ in 0..1000 {
+            if self
+                .log
+                .lock()
+                .expect("log")
+                .iter()
+                .any(|l| l.contains(text))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the process never logged {text:?}:\n{}", self.log_text());
     }
 }
 

@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use crate::pg::TestDb;
 
-const TTL: Duration = Duration::from_secs(60);
+pub const TTL: Duration = Duration::from_secs(60);
 
-fn new_order(tenant: &str, key: &str, body: &str, ttl: Duration) -> NewOrder {
+pub fn new_order(tenant: &str, key: &str, body: &str, ttl: Duration) -> NewOrder {
     let payload = Payload::from_body(body.as_bytes());
     let order = Order {
         order_id: Uuid::now_v7(),
@@ -40,7 +40,7 @@ fn scoped(tenant: &str, k: &str) -> ScopedKey {
     ScopedKey::new(tenant, IdempotencyKey::parse(k.as_bytes()).expect("key"))
 }
 
-const BODY: &str = r#"{"symbol":"AAPL","side":"buy","quantity":1}"#;
+pub const BODY: &str = r#"{"symbol":"AAPL","side":"buy","quantity":1}"#;
 
 /// A backend under test, and a way to let time pass for its records.
 pub struct Backend {

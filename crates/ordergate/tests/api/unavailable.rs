@@ -1,5 +1,5 @@
 //! In-flight waits, 409, 503 and the lease, with a store slowed down or broken on
-//! purpose around the real SQLite store.
+//! purpose around the real store of each backend.
 
 use std::sync::Arc;
 use std::time::Duration;
