@@ -1,4 +1,5 @@
-//! Operations endpoints: liveness, readiness, metrics, and the unknown-path answer.
+//! Operations endpoints: liveness, readiness, metrics, the OpenAPI document, and the
+//! unknown-path answer.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -37,6 +38,14 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// The OpenAPI 3.1 document of the API, as checked in at `docs/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 /// A known path with a method it does not serve; axum adds the `Allow` header.
 pub async fn method_not_allowed() -> Response {
     ApiError::MethodNotAllowed.into_response()
@@ -44,5 +53,5 @@ pub async fn method_not_allowed() -> Response {
 
 /// Any path that is not routed.
 pub async fn not_found() -> Response {
-    ApiError::NotFound.into_response()
+    ApiError::NoRoute.into_response()
 }

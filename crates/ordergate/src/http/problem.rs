@@ -28,6 +28,8 @@ pub enum ApiError {
     MissingLookupKey,
     #[error("no such order")]
     NotFound,
+    #[error("no such route: see /openapi.json for the API's paths")]
+    NoRoute,
     #[error("this method is not allowed on this path")]
     MethodNotAllowed,
     #[error("a request with this key is still being processed")]
@@ -54,7 +56,7 @@ impl ApiError {
                 ErrorCode::MissingIdempotencyKey
             }
             Self::Key(KeyError::Malformed(_)) => ErrorCode::InvalidIdempotencyKey,
-            Self::NotFound => ErrorCode::NotFound,
+            Self::NotFound | Self::NoRoute => ErrorCode::NotFound,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::InProgress => ErrorCode::InProgress,
             Self::KeyReused => ErrorCode::IdempotencyKeyReused,

@@ -11,8 +11,14 @@ async fn route_and_method_come_before_the_token(db: Db) {
         .send()
         .await
         .expect("sent");
-    let (status, code, _) = problem(unknown).await;
+    let (status, code, body) = problem(unknown).await;
     assert_eq!((status, code.as_str()), (404, "not_found"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no such route")),
+        "an unknown path is not an unknown order: {body}"
+    );
     for (method, path) in [
         (reqwest::Method::DELETE, "/orders"),
         (reqwest::Method::PUT, "/orders"),

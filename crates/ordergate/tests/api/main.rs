@@ -12,6 +12,7 @@ mod full_disk;
 mod lifecycle;
 mod lookups;
 mod multi_process;
+mod openapi;
 mod ops;
 mod pg;
 mod post_orders;

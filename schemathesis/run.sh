@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs Schemathesis against a live ordergate on one backend, driven by docs/openapi.json:
+# every check, positive and negative (invalid) inputs, and the stateful links (POST,
+# then GET by the answer's orderId and key).
+#
+#   schemathesis/run.sh sqlite|postgres [MAX_EXAMPLES]
+#
+# Needs target/debug/ordergate (cargo build), python3, and for postgres a server at
+# $ORDERGATE_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/postgres).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+backend=${1:?usage: schemathesis/run.sh sqlite|postgres [MAX_EXAMPLES]}
+examples=${2:-100}
+venv=${SCHEMATHESIS_VENV:-target/schemathesis-venv}
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$(cut -d= -f3 schemathesis/requirements.txt)"; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q -r schemathesis/requirements.txt
+fi
+
+work=$(mktemp -d)
+admin=${ORDERGATE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
+dbname="ordergate_schemathesis_$$"
+case "$backend" in
+  sqlite) database="sqlite://$work/ordergate.db" ;;
+  postgres)
+    psql -q "$admin" -c "CREATE DATABASE $dbname"
+    database="${admin%/*}/$dbname"
+    ;;
+  *) echo "unknown backend $backend" >&2; exit 2 ;;
+esac
+cleanup() {
+  if [ -n "${server:-}" ]; then
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+  fi
+  if [ "$backend" = postgres ]; then
+    psql -q "$admin" -c "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+RUST_LOG=warn,ordergate::server=info target/debug/ordergate serve --listen 127.0.0.1:0 --database "$database" \
+  --api-key schemathesis:st-token 2> >(tee "$work/log" >&2) &
+server=$!
+for _ in $(seq 200); do
+  addr=$(grep -o 'addr=[0-9.:]*' "$work/log" 2>/dev/null | head -1 | cut -d= -f2 || true)
+  [ -n "$addr" ] && break
+  sleep 0.05
+done
+[ -n "$addr" ] || { echo "ordergate did not start" >&2; exit 1; }
+
+"$venv/bin/schemathesis" --config-file schemathesis/schemathesis.toml run docs/openapi.json \
+  --url "http://$addr" -H "Authorization: Bearer st-token" \
+  --checks all --mode all --max-examples "$examples" --seed 20261130 \
+  --generation-database none --no-color
