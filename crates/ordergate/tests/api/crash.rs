@@ -14,9 +14,9 @@ const WRITERS: usize = 16;
 
 /// What the client knows of a key: `Some(body)` if it saw a 201, `None` if the
 /// outcome is unknown (error, 503, dropped connection).
-type Seen = Arc<Mutex<HashMap<String, Option<bytes::Bytes>>>>;
+pub type Seen = Arc<Mutex<HashMap<String, Option<bytes::Bytes>>>>;
 
-async fn writer(url: String, id: usize, seen: Seen, stop: Arc<std::sync::atomic::AtomicBool>) {
+pub async fn writer(url: String, id: usize, seen: Seen, stop: Arc<std::sync::atomic::AtomicBool>) {
     let client = reqwest::Client::new();
     for n in 0.. {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {

@@ -13,6 +13,7 @@ mod lifecycle;
 mod lookups;
 mod multi_process;
 mod openapi;
+mod operations;
 mod ops;
 mod pg;
 mod post_orders;
