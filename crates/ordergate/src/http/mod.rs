@@ -3,6 +3,7 @@
 //! Handlers check what HTTP owns (token, media type, size, key header) in the
 //! contract's order and hand the rest to [`crate::gateway::Gateway`].
 
+mod guards;
 mod intake;
 mod ops;
 mod orders;
@@ -14,6 +15,7 @@ use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
@@ -76,6 +78,8 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(ops::method_not_allowed)
         // The handler enforces --max-body itself, so axum's own 2 MB default must not.
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(guards::limit_header_section))
+        .layer(middleware::from_fn(guards::close_if_body_unread))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         // One Arc per request instead of a clone of every field: state is cloned a few
         // times per request, and on two cores each clone is a contended atomic.

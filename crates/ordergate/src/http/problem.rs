@@ -18,6 +18,8 @@ pub enum ApiError {
     UnsupportedMediaType(&'static str),
     #[error("the body is larger than {0} bytes")]
     PayloadTooLarge(u64),
+    #[error("the request's header section is larger than {0} bytes")]
+    HeadersTooLarge(usize),
     #[error("the request body did not arrive in time")]
     BodyTimedOut,
     #[error("the request body could not be read")]
@@ -50,6 +52,7 @@ impl ApiError {
             Self::Unauthorized => ErrorCode::Unauthorized,
             Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Self::HeadersTooLarge(_) => ErrorCode::HeaderFieldsTooLarge,
             Self::BodyTimedOut => ErrorCode::RequestTimeout,
             Self::BodyBroken => ErrorCode::BadRequest,
             Self::Key(KeyError::Missing) | Self::MissingLookupKey => {

@@ -6,6 +6,7 @@ mod helpers;
 mod bench_command;
 mod check_order;
 mod command_line;
+mod connections;
 mod crash;
 mod durability;
 mod full_disk;

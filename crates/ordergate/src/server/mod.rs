@@ -1,5 +1,11 @@
-//! Serving: open the store, run the accept loop, purge in the background, and shut
-//! down gracefully: drain the connections, wait for the submissions, close the store.
+//! Serving: open the store, run the accept loop ([`accept`]), purge in the
+//! background, reload keys on SIGHUP ([`signals`]), and shut down gracefully: drain
+//! the connections, wait for the submissions, close the store.
+
+mod accept;
+mod signals;
+
+pub use signals::shutdown_signal;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,12 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::auth::Auth;
@@ -25,10 +26,6 @@ use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::telemetry::Metrics;
 
-/// Most connections served at once; further clients wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 4096;
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most expired records deleted by one purge transaction: keeps each one short.
 const PURGE_BATCH: usize = 500;
 
@@ -96,7 +93,8 @@ pub async fn serve_store(
         shutting_down.clone(),
     );
     let purge = AbortOnDrop(spawn_purge(gateway.clone(), args.result_ttl));
-    let _reload = AbortOnDrop(spawn_key_reload(auth));
+    let _reload = AbortOnDrop(signals::spawn_key_reload(auth));
+    let connections = accept::max_connections();
     let addr = listener
         .local_addr()
         .map_or_else(|e| e.to_string(), |a| a.to_string());
@@ -106,7 +104,14 @@ pub async fn serve_store(
         shutting_down.store(true, Ordering::SeqCst);
         tracing::info!("shutting down: draining in-flight requests");
     };
-    run(listener, app(state), shutdown, args.shutdown_timeout).await;
+    accept::run(
+        listener,
+        app(state),
+        connections,
+        shutdown,
+        args.shutdown_timeout,
+    )
+    .await;
     drop(purge);
     gateway.close().await;
     tracing::info!("ordergate stopped: every submission ended and the store is closed");
@@ -133,58 +138,6 @@ async fn open_store(
     }
 }
 
-/// The accept loop: HTTP/1.1 with header read timeouts and a connection cap; on
-/// shutdown, stops accepting and lets open connections finish up to `drain_timeout`.
-async fn run(
-    listener: TcpListener,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()>,
-    drain_timeout: Duration,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown timeout reached with requests still in flight");
-    }
-}
-
 /// Deletes expired idempotency records in small batches, forever. Failures are
 /// logged and counted by the gateway; the next pass tries again.
 fn spawn_purge(gateway: Gateway, result_ttl: Duration) -> JoinHandle<()> {
@@ -199,42 +152,6 @@ fn spawn_purge(gateway: Gateway, result_ttl: Duration) -> JoinHandle<()> {
             tokio::time::sleep(pause).await;
         }
     })
-}
-
-/// Re-reads the API keys file on SIGHUP.
-fn spawn_key_reload(auth: Arc<Auth>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP: API keys will not be reloaded");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            match auth.reload() {
-                Ok(n) => tracing::info!(tokens = n, "API keys reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %e, "API keys not reloaded; keeping the old ones")
-                }
-            }
-        }
-    })
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = terminate => {},
-    }
 }
 
 /// Stops a background task when the server stops.
