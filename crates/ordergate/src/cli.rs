@@ -94,16 +94,34 @@ impl std::str::FromStr for DatabaseUrl {
 
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(path) = s.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err("sqlite:// needs a file path, e.g. sqlite://ordergate.db".into());
-            }
-            return Ok(Self::Sqlite(PathBuf::from(path)));
+            return sqlite_path(path).map(Self::Sqlite);
         }
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             return Ok(Self::Postgres(s.to_owned()));
         }
         Err("the database URL must start with sqlite:// or postgres://".into())
     }
+}
+
+/// `sqlite://` takes a file path and nothing else: an in-memory database would lose
+/// every acknowledged order on restart, and SQLite's URI forms would name one file two
+/// ways, past the one-process lock.
+fn sqlite_path(path: &str) -> Result<PathBuf, String> {
+    const EXAMPLE: &str = "e.g. sqlite://ordergate.db or sqlite:///var/lib/ordergate/orders.db";
+    if path.is_empty() {
+        return Err(format!("sqlite:// needs a file path, {EXAMPLE}"));
+    }
+    if path == ":memory:" || path.contains("mode=memory") {
+        return Err(format!(
+            "an in-memory SQLite database would lose every order on restart; give a file path, {EXAMPLE}"
+        ));
+    }
+    if path.starts_with("file:") || path.contains('?') {
+        return Err(format!(
+            "sqlite:// takes a plain file path, not a SQLite URI (file:..., ?options), {EXAMPLE}"
+        ));
+    }
+    Ok(PathBuf::from(path))
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -150,6 +168,15 @@ mod tests {
             Ok(DatabaseUrl::Sqlite("/var/lib/ordergate/orders.db".into()))
         );
         assert!("mysql://x".parse::<DatabaseUrl>().is_err());
+        for refused in [
+            "sqlite://",
+            "sqlite://:memory:",
+            "sqlite://file:orders.db?mode=memory&cache=shared",
+            "sqlite://file:u.db",
+            "sqlite://u.db?mode=rwc",
+        ] {
+            assert!(refused.parse::<DatabaseUrl>().is_err(), "{refused}");
+        }
         let pg: DatabaseUrl = "postgres://u:pw@h/db".parse().expect("url");
         assert!(!format!("{pg:?}").contains("pw"));
     }

@@ -94,6 +94,73 @@ async fn a_second_process_on_the_same_sqlite_file_refuses_to_start() {
     assert_eq!(post(&again, None, "still-mine", ORDER).await, 201);
 }
 
+/// Starts `ordergate serve` on `database` and expects it to refuse, saying `why`.
+fn refuses(database: &str, why: &str) {
+    match process::start(process::command(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        database,
+    ])) {
+        Started::Exited(status, log) => {
+            assert!(!status.success(), "{database}");
+            assert!(log.join("\n").contains(why), "{database}: {log:?}");
+        }
+        Started::Serving(_) => panic!("{database} must be refused"),
+    }
+}
+
+#[tokio::test]
+async fn sqlite_takes_a_file_path_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("dir");
+    let in_dir = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+    refuses("sqlite://:memory:", "in-memory");
+    refuses(
+        "sqlite://file:orders.db?mode=memory&cache=shared",
+        "in-memory",
+    );
+    refuses(
+        &format!("sqlite://file:{}", dir.path().join("u.db").display()),
+        "plain file path",
+    );
+    refuses(&format!("{}?mode=rwc", in_dir("u.db")), "plain file path");
+    // One file, two names: the second process still finds it taken.
+    let first = process::serve(process::command(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &in_dir("u.db"),
+    ]));
+    std::os::unix::fs::symlink(dir.path().join("u.db"), dir.path().join("link.db"))
+        .expect("symlink");
+    refuses(&in_dir("link.db"), "in use");
+    assert_eq!(post(&first, None, "mine", ORDER).await, 201);
+}
+
+#[tokio::test]
+async fn a_database_file_deleted_or_replaced_under_the_server_refuses_writes() {
+    for replace in [false, true] {
+        let dir = tempfile::tempdir().expect("dir");
+        let gw = process::serve_sqlite(dir.path());
+        assert_eq!(post(&gw, None, "before", ORDER).await, 201);
+        let file = dir.path().join("ordergate.db");
+        std::fs::rename(&file, dir.path().join("moved-away.db")).expect("move the file away");
+        if replace {
+            std::fs::write(&file, b"").expect("an impostor");
+        }
+        assert_eq!(
+            post(&gw, None, "after", ORDER).await,
+            503,
+            "replace: {replace}"
+        );
+        let client = reqwest::Client::new();
+        let ready = client.get(gw.url("/readyz")).send().await.expect("probe");
+        assert_eq!(ready.status(), 503, "replace: {replace}");
+        let why = if replace { "was replaced" } else { "is gone" };
+        gw.logged(why).await;
+    }
+}
+
 #[tokio::test]
 async fn the_api_keys_file_is_re_read_on_sighup() {
     let dir = tempfile::tempdir().expect("dir");

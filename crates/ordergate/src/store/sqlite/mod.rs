@@ -59,6 +59,8 @@ pub struct SqliteStore {
     clock: Arc<dyn Clock>,
     /// When a commit last failed (a full disk, say), until a probe write succeeds.
     write_failed_at: writer::FailedAt,
+    /// The file opened, to notice it deleted or replaced under the server.
+    file: FileIdentity,
     /// Taken by the first close.
     threads: Mutex<Option<Threads>>,
 }
@@ -89,6 +91,15 @@ impl SqliteStore {
     /// Opens (creating if absent) the database file and takes it for this process.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, OpenError> {
         let lock = lock_file(path)?;
+        // The lock and every connection name the file by one canonical path.
+        let path = &std::fs::canonicalize(path).map_err(|source| OpenError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let file = FileIdentity::of(path, &lock).map_err(|source| OpenError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         let conn = connect(path)?;
         configure_writer(&conn)?;
         migrate(&conn)?;
@@ -102,18 +113,23 @@ impl SqliteStore {
                 },
             )?;
         let write_failed_at = writer::FailedAt::default();
-        let (writer, writer_thread) =
-            writer::spawn(conn, clock.clone(), write_failed_at.clone(), restart_wanted).map_err(
-                |source| OpenError::Io {
-                    path: path.to_owned(),
-                    source,
-                },
-            )?;
+        let (writer, writer_thread) = writer::spawn(
+            conn,
+            clock.clone(),
+            write_failed_at.clone(),
+            restart_wanted,
+            file.clone(),
+        )
+        .map_err(|source| OpenError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(Self {
             writer,
             readers,
             clock,
             write_failed_at,
+            file,
             threads: Mutex::new(Some(Threads {
                 writer: writer_thread,
                 readers: reader_threads,
@@ -165,9 +181,51 @@ fn lock_file(path: &Path) -> Result<File, OpenError> {
     }
 }
 
+/// The database file this store opened, by device and inode.
+#[derive(Debug, Clone)]
+pub struct FileIdentity {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl FileIdentity {
+    fn of(path: &Path, file: &File) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata()?;
+        Ok(Self {
+            path: path.to_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// Fails when the path no longer leads to the file opened: writes would go to a
+    /// deleted file, or to one that is not the database.
+    pub fn check(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => Ok(()),
+            Ok(_) => Err(StoreError::unavailable(format!(
+                "{} was replaced by another file while the server ran",
+                self.path.display()
+            ))),
+            Err(e) => Err(StoreError::unavailable(format!(
+                "{} is gone while the server ran: {e}",
+                self.path.display()
+            ))),
+        }
+    }
+}
+
 /// A connection to the store's file; every one waits for locks with [`wait_for_lock`].
+/// The path is a plain file name: SQLite's URI forms are not interpreted.
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_handler(Some(wait_for_lock))?;
     Ok(conn)
 }
@@ -244,6 +302,7 @@ impl Store for SqliteStore {
     /// and a tiny write then commits. A commit that happens to fit on a nearly full disk
     /// does not make it ready on its own.
     async fn ping(&self) -> Result<(), StoreError> {
+        self.file.check()?;
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await?;
         let Some(failed_at) = *lock(&self.write_failed_at) else {

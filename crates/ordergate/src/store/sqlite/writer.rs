@@ -13,7 +13,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpointer::{RestartWanted, restart_wal};
-use super::sql;
+use super::{FileIdentity, sql};
 use crate::clock::Clock;
 use ordergate_core::Placement;
 
@@ -59,11 +59,12 @@ pub fn spawn(
     clock: Arc<dyn Clock>,
     failed_at: FailedAt,
     restart_wanted: RestartWanted,
+    file: FileIdentity,
 ) -> std::io::Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
     let handle = std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || run(conn, clock, rx, &failed_at, &restart_wanted))?;
+        .spawn(move || run(conn, clock, rx, &failed_at, &restart_wanted, &file))?;
     Ok((tx, handle))
 }
 
@@ -73,6 +74,7 @@ fn run(
     mut rx: mpsc::Receiver<Job>,
     failed_at: &FailedAt,
     restart_wanted: &AtomicBool,
+    file: &FileIdentity,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -91,7 +93,12 @@ fn run(
             // Further sends fail at once; what is queued still runs below and after.
             rx.close();
         }
-        if !commit_batch(&mut conn, clock.now_ms(), batch) {
+        // One stat a batch: a commit into a deleted or replaced file would be lost.
+        let committed = match file.check() {
+            Ok(()) => commit_batch(&mut conn, clock.now_ms(), batch),
+            Err(e) => batch.refuse(&e),
+        };
+        if !committed {
             // A full disk, say: the store is unready until a probe write succeeds.
             *failed_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         }
@@ -120,6 +127,21 @@ impl Batch {
             }
         }
         batch
+    }
+}
+
+impl Batch {
+    /// Answers every job with the store's failure; false: the store is not writable.
+    fn refuse(self, e: &StoreError) -> bool {
+        tracing::error!(error = %crate::telemetry::cause_chain(e), "refusing to write");
+        let failure = || StoreError::unavailable(crate::telemetry::cause_chain(e));
+        for (_, reply) in self.places {
+            let _ = reply.send(Err(failure()));
+        }
+        for (_, reply) in self.counts {
+            let _ = reply.send(Err(failure()));
+        }
+        false
     }
 }
 
