@@ -57,27 +57,68 @@ pub struct ServeArgs {
     #[arg(long, env = "ORDERGATE_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
 
-    /// How long a key's record (and its replay) lives after the order was accepted.
-    #[arg(long, env = "ORDERGATE_RESULT_TTL", default_value = "24h", value_parser = positive_duration)]
+    /// How long a key's record (and its replay) lives after the order was accepted:
+    /// from 1s to 365d, and longer than --lease-ttl. Durations: 500ms, 30s, 5m, 24h,
+    /// 7d, "1h 30m".
+    #[arg(long, env = "ORDERGATE_RESULT_TTL", default_value = "24h", value_parser = result_ttl)]
     pub result_ttl: Duration,
 
-    /// How long an unfinished request may hold its key before it is abandoned.
-    #[arg(long, env = "ORDERGATE_LEASE_TTL", default_value = "30s", value_parser = positive_duration)]
+    /// How long an unfinished request may hold its key before it is abandoned: from
+    /// 100ms to 1h.
+    #[arg(long, env = "ORDERGATE_LEASE_TTL", default_value = "30s", value_parser = lease_ttl)]
     pub lease_ttl: Duration,
 
-    /// Largest accepted request body, in bytes.
-    #[arg(long, env = "ORDERGATE_MAX_BODY", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Largest accepted request body, in bytes: from 1 to 1048576 (1 MiB).
+    #[arg(long, env = "ORDERGATE_MAX_BODY", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub max_body: u64,
 
-    /// How long in-flight requests may run on after SIGTERM or Ctrl-C.
-    #[arg(long, env = "ORDERGATE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// How long in-flight requests may run on after SIGTERM or Ctrl-C: from 0s to 1h.
+    #[arg(long, env = "ORDERGATE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = shutdown_timeout)]
     pub shutdown_timeout: Duration,
 }
 
-fn positive_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
-    if d.is_zero() {
-        return Err("must be longer than zero".into());
+impl ServeArgs {
+    /// The rules between settings that no single flag can check.
+    pub fn check(&self) -> Result<(), String> {
+        if self.lease_ttl >= self.result_ttl {
+            return Err(format!(
+                "--lease-ttl ({}) must be shorter than --result-ttl ({}): a request may not \
+                 outlive the record it creates",
+                humantime::format_duration(self.lease_ttl),
+                humantime::format_duration(self.result_ttl)
+            ));
+        }
+        Ok(())
+    }
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn result_ttl(s: &str) -> Result<Duration, String> {
+    duration_within(s, (SECOND, "1s"), (DAY * 365, "365d"))
+}
+
+fn lease_ttl(s: &str) -> Result<Duration, String> {
+    duration_within(s, (Duration::from_millis(100), "100ms"), (HOUR, "1h"))
+}
+
+fn shutdown_timeout(s: &str) -> Result<Duration, String> {
+    duration_within(s, (Duration::ZERO, "0s"), (HOUR, "1h"))
+}
+
+/// A duration such as `30s`, `5m` or `1h 30m`, from `min` to `max` (each with the
+/// way it is written).
+fn duration_within(
+    s: &str,
+    (min, min_text): (Duration, &str),
+    (max, max_text): (Duration, &str),
+) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (write durations like 500ms, 30s, 5m, 24h, 7d)"))?;
+    if d < min || d > max {
+        return Err(format!("must be from {min_text} to {max_text}"));
     }
     Ok(d)
 }
@@ -134,17 +175,88 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// The URL with every credential the driver would read replaced: the password of
+/// the user info, and every query value but those known to hold none (keys
+/// percent-decoded, as the driver reads them).
 fn redact_password(url: &str) -> String {
+    const SAFE: [&str; 12] = [
+        "user",
+        "dbname",
+        "host",
+        "hostaddr",
+        "port",
+        "application_name",
+        "sslmode",
+        "connect_timeout",
+        "keepalives",
+        "keepalives_idle",
+        "target_session_attrs",
+        "load_balance_hosts",
+    ];
     let Some((scheme, rest)) = url.split_once("://") else {
         return "<postgres url>".into();
     };
-    match rest.split_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:<redacted>@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    let (location, query) = match rest.split_once('?') {
+        Some((location, query)) => (location, Some(query)),
+        None => (rest, None),
+    };
+    let mut redacted = format!("{scheme}://");
+    match location.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            let password = if user_info.contains(':') {
+                ":<redacted>"
+            } else {
+                ""
+            };
+            redacted.push_str(&format!("{user}{password}@{host}"));
+        }
+        None => redacted.push_str(location),
     }
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| {
+                let (key, _) = pair.split_once('=').unwrap_or((pair, ""));
+                if SAFE.contains(&percent_decode(key).as_str()) {
+                    pair.to_owned()
+                } else {
+                    format!("{key}=<redacted>")
+                }
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&pairs.join("&"));
+    }
+    redacted
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -177,7 +289,33 @@ mod tests {
         ] {
             assert!(refused.parse::<DatabaseUrl>().is_err(), "{refused}");
         }
-        let pg: DatabaseUrl = "postgres://u:pw@h/db".parse().expect("url");
-        assert!(!format!("{pg:?}").contains("pw"));
+        for (value, parsed) in [
+            ("300000000000years", result_ttl("300000000000years")),
+            ("300000years", result_ttl("300000years")),
+            ("0s", result_ttl("0s")),
+            ("1ns", lease_ttl("1ns")),
+            ("2h", lease_ttl("2h")),
+            ("ten seconds", lease_ttl("ten seconds")),
+        ] {
+            assert!(parsed.is_err(), "{value}");
+        }
+        assert_eq!(lease_ttl("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(result_ttl("365d"), Ok(DAY * 365));
+        for url in [
+            "postgres://u:s3cr3t@h/db",
+            "postgresql://u:s3cr3t@h1,h2:5433/db",
+            "postgres://u:p%40s3cr3t@h/db",
+            "postgres://u@h/db?password=s3cr3t",
+            "postgres://u@h/db?sslmode=require&password=s3cr3t",
+            "postgres://u@h/db?pass%77ord=s3cr3t",
+            "postgres://h/db?user=u&password=s3cr3t&application_name=x",
+        ] {
+            let pg: DatabaseUrl = url.parse().expect("url");
+            let shown = format!("{pg:?}");
+            assert!(!shown.contains("s3cr3t"), "{url} shows {shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        let plain: DatabaseUrl = "postgres://u@h/db?sslmode=require".parse().expect("url");
+        assert_eq!(format!("{plain:?}"), "postgres://u@h/db?sslmode=require");
     }
 }

@@ -1,5 +1,7 @@
 //! The `ordergate` binary: parse, set up logs, bind, serve.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 use ordergate::cli::{Cli, Command};
@@ -11,9 +13,19 @@ use ordergate::{bench, server, telemetry};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_tracing();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprint!("{}", telemetry::error_report(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let listener = tokio::net::TcpListener::bind(args.listen)

@@ -46,6 +46,23 @@ pub fn cause_chain(e: &dyn std::error::Error) -> String {
     chain
 }
 
+/// A fatal error for the terminal: one line per cause, no backtrace, and no cause
+/// that only repeats the line before it.
+pub fn error_report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut report = format!("error: {e}\n");
+    let mut previous = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !line.is_empty() && !previous.contains(&line) {
+            report.push_str(&format!("  because: {line}\n"));
+        }
+        previous = line;
+        source = cause.source();
+    }
+    report
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Kind {
     kind: &'static str,

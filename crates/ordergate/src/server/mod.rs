@@ -45,6 +45,7 @@ pub async fn serve_with_clock(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    args.check().map_err(anyhow::Error::msg)?;
     let auth = authenticator(&args, &listener)?;
     let store = open_store(&args.database, clock.clone(), args.lease_ttl).await?;
     serve_store(args, auth, store, clock, listener, shutdown).await;

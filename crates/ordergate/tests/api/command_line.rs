@@ -94,7 +94,8 @@ async fn a_second_process_on_the_same_sqlite_file_refuses_to_start() {
     assert_eq!(post(&again, None, "still-mine", ORDER).await, 201);
 }
 
-/// Starts `ordergate serve` on `database` and expects it to refuse, saying `why`.
+/// Starts `ordergate serve` on `database` and expects it to refuse, saying `why`,
+/// with no line said twice.
 fn refuses(database: &str, why: &str) {
     match process::start(process::command(&[
         "--listen",
@@ -105,8 +106,91 @@ fn refuses(database: &str, why: &str) {
         Started::Exited(status, log) => {
             assert!(!status.success(), "{database}");
             assert!(log.join("\n").contains(why), "{database}: {log:?}");
+            let causes: Vec<&String> = log.iter().filter(|l| l.starts_with("  because")).collect();
+            let unique: std::collections::HashSet<_> = causes.iter().collect();
+            assert_eq!(unique.len(), causes.len(), "{log:?}");
         }
         Started::Serving(_) => panic!("{database} must be refused"),
+    }
+}
+
+#[test]
+fn start_up_errors_say_which_failure_it_is_once_per_cause() {
+    let admin = crate::pg::admin_url();
+    let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
+    let host = base.rsplit_once('@').map_or(base, |(_, host)| host);
+    let cases = [
+        (
+            format!("postgres://no_such_role@{host}/postgres"),
+            "refused the login",
+            "no_such_role",
+        ),
+        (
+            format!("{base}/no_such_database"),
+            "does not exist",
+            "no_such_database",
+        ),
+        (
+            "postgres://postgres@127.0.0.1:1/postgres".to_owned(),
+            "nothing listens",
+            "refused",
+        ),
+        (
+            format!("{base}/postgres?connect_timeout=soon"),
+            "URL is invalid",
+            "connect_timeout",
+        ),
+    ];
+    for (url, hint, detail) in cases {
+        refuses(&url, hint);
+        refuses(&url, detail);
+    }
+    for (flags, why) in [
+        (vec!["--lease-ttl", "1ns"], "must be from 100ms to 1h"),
+        (vec!["--lease-ttl", "300000000000years"], "--lease-ttl"),
+        (
+            vec!["--result-ttl", "300000years"],
+            "must be from 1s to 365d",
+        ),
+        (
+            vec!["--lease-ttl", "30s", "--result-ttl", "10s"],
+            "must be shorter than --result-ttl",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = process::sqlite_url(dir.path());
+        let mut args = vec!["--listen", "127.0.0.1:0", "--database", &db];
+        args.extend(flags);
+        let out = process::command(&args).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("backtrace") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_form_of_postgres_password_reaches_the_log() {
+    let db = crate::pg::TestDb::create().await;
+    let (scheme, rest) = db.url.split_once("://").expect("url");
+    let (user, location) = rest.split_once('@').expect("user");
+    for url in [
+        format!("{scheme}://{user}:hunter2-secret@{location}"),
+        format!("{}?password=hunter2-secret", db.url),
+        format!("{}?application_name=x&pass%77ord=hunter2-secret", db.url),
+    ] {
+        let gw = process::serve(process::command(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &url,
+        ]));
+        let log = gw.log_text();
+        assert!(log.contains("<redacted>"), "{log}");
+        assert!(!log.contains("hunter2"), "{log}");
     }
 }
 
@@ -188,6 +272,15 @@ async fn the_api_keys_file_is_re_read_on_sighup() {
         "the new token works after SIGHUP"
     );
     assert_eq!(post(&gw, Some("old-token"), "h3", ORDER).await, 401);
+    // An emptied file is a mistake, not a wish to lock every tenant out.
+    std::fs::write(&keys, "# emptied\n").expect("empty the keys file");
+    gw.signal("HUP");
+    gw.logged("holds no API key").await;
+    assert_eq!(
+        post(&gw, Some("new-token"), "h4", ORDER).await,
+        201,
+        "old keys kept"
+    );
     assert!(
         !gw.log_text().contains("new-token"),
         "tokens are never logged"

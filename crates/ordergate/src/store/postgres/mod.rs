@@ -5,8 +5,11 @@
 //! `statement_timeout` and `idle_in_transaction_session_timeout`, so a gateway that
 //! hangs (SIGSTOP, a network cut) cannot hold a key, a lock or a connection past it.
 
+mod errors;
 mod placement;
 mod sql;
+
+pub use errors::{OpenError, PgError};
 
 use std::time::Duration;
 
@@ -27,44 +30,16 @@ const LOCK_TIMEOUT_MS: i64 = ordergate_core::IN_FLIGHT_WAIT_MS;
 const POOL_WAIT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Why the PostgreSQL store could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("invalid PostgreSQL URL: {0}")]
-    Url(String),
-    #[error("cannot build the connection pool: {0}")]
-    Pool(String),
-    #[error("cannot reach PostgreSQL: {0}")]
-    Connect(String),
-}
-
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
     placements: placement::Batcher,
 }
 
-impl From<tokio_postgres::Error> for StoreError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::unavailable(e)
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for StoreError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
-            deadpool_postgres::PoolError::Closed => StoreError::Closed,
-            e => StoreError::unavailable(e),
-        }
-    }
-}
-
 impl PostgresStore {
     /// Connects, migrates, and checks the server's durability settings.
     pub async fn open(url: &str, lease_ttl: Duration) -> Result<Self, OpenError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| OpenError::Url(e.to_string()))?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(OpenError::Url)?;
         let lease_ms = lease_ttl.as_millis();
         config
             .options(format!(
@@ -89,23 +64,23 @@ impl PostgresStore {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
-            .map_err(|e| OpenError::Pool(e.to_string()))?;
+            .map_err(OpenError::Pool)?;
         let placements = placement::Batcher::spawn(pool.clone());
         let store = Self { pool, placements };
-        store
-            .migrate()
-            .await
-            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        store.migrate().await.map_err(OpenError::start)?;
         store
             .warn_if_not_durable()
             .await
-            .map_err(|e| OpenError::Connect(e.to_string()))?;
+            .map_err(OpenError::start)?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        // "NOTICE: relation … already exists, skipping" on every start says nothing.
+        tx.batch_execute("SET LOCAL client_min_messages = warning")
+            .await?;
         tx.batch_execute(sql::MIGRATION_LOCK).await?;
         tx.batch_execute(include_str!("schema.sql")).await?;
         tx.commit().await?;

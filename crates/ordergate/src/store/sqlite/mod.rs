@@ -40,14 +40,14 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Why the SQLite store could not open.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("{0} is in use by another ordergate process (one process per SQLite file)")]
     Locked(PathBuf),
-    #[error("cannot set up the database: {0}")]
+    #[error("cannot set up the database")]
     Database(#[from] rusqlite::Error),
 }
 
