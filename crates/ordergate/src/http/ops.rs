@@ -18,11 +18,11 @@ pub async fn healthz() -> &'static str {
 /// `GET /readyz`: the database answers and the server is not shutting down.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.shutting_down.load(Ordering::SeqCst) {
-        return ApiError::Unavailable.into_response();
+        return ApiError::NotReady("the server is shutting down").into_response();
     }
     match state.gateway.ready().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(_) => ApiError::NotReady("the database is unavailable").into_response(),
     }
 }
 

@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use ordergate_core::{IdempotencyKey, Outcome};
-use serde::Deserialize;
+use ordergate_core::{IdempotencyKey, KeyError, Outcome};
 use uuid::Uuid;
 
 use super::responses::{order_response, outcome_response};
@@ -46,40 +45,57 @@ async fn submit(state: &Arc<AppState>, request: Request) -> Result<Outcome, ApiE
 pub async fn find_by_id(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let started = Instant::now();
     let found = async {
         let tenant = intake::tenant(&state.auth, &headers)?;
+        // An id that is not even UTF-8 (`%FF`) is as unknown as any other.
+        let Ok(Path(id)) = id else {
+            return Err(ApiError::NotFound);
+        };
         let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
         Ok(state.gateway.lookup_by_id(&tenant, id).await?)
     };
     lookup_response(&state, found.await, started)
 }
 
-#[derive(Debug, Deserialize)]
-pub struct KeyQuery {
-    #[serde(rename = "idempotencyKey")]
-    idempotency_key: Option<String>,
-}
+/// The lookup's query parameter.
+const KEY_PARAMETER: &str = "idempotencyKey";
 
 /// `GET /orders?idempotencyKey=K`: "did my order go through?", without placing one.
 pub async fn find_by_key(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    query: Result<Query<KeyQuery>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
     let started = Instant::now();
     let found = async {
         let tenant = intake::tenant(&state.auth, &headers)?;
-        let raw = query
-            .ok()
-            .and_then(|Query(q)| q.idempotency_key)
-            .ok_or(ApiError::MissingLookupKey)?;
-        let key = IdempotencyKey::parse(raw.as_bytes())?;
+        let key = lookup_key(query)?;
         Ok(state.gateway.lookup_by_key(tenant, key).await?)
     };
     lookup_response(&state, found.await, started)
+}
+
+/// Exactly one `idempotencyKey` parameter with a well-formed key.
+fn lookup_key(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<IdempotencyKey, ApiError> {
+    let Ok(Query(pairs)) = query else {
+        return Err(ApiError::LookupKey(
+            "the query string is not valid URL-encoded UTF-8",
+        ));
+    };
+    let mut values = pairs.iter().filter(|(name, _)| name == KEY_PARAMETER);
+    let value = values.next().ok_or(ApiError::MissingLookupKey)?;
+    if values.next().is_some() {
+        return Err(ApiError::LookupKey("the parameter is given more than once"));
+    }
+    IdempotencyKey::parse(value.1.as_bytes()).map_err(|e| match e {
+        KeyError::Malformed(reason) => ApiError::LookupKey(reason),
+        KeyError::Missing => ApiError::MissingLookupKey,
+    })
 }
 
 fn lookup_response(

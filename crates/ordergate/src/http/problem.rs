@@ -28,6 +28,10 @@ pub enum ApiError {
     Key(#[from] KeyError),
     #[error("the idempotencyKey query parameter is required")]
     MissingLookupKey,
+    #[error("the idempotencyKey query parameter is malformed: {0}")]
+    LookupKey(&'static str),
+    #[error("not ready: {0}")]
+    NotReady(&'static str),
     #[error("no such order")]
     NotFound,
     #[error("no such route: see /openapi.json for the API's paths")]
@@ -58,13 +62,15 @@ impl ApiError {
             Self::Key(KeyError::Missing) | Self::MissingLookupKey => {
                 ErrorCode::MissingIdempotencyKey
             }
-            Self::Key(KeyError::Malformed(_)) => ErrorCode::InvalidIdempotencyKey,
+            Self::Key(KeyError::Malformed(_)) | Self::LookupKey(_) => {
+                ErrorCode::InvalidIdempotencyKey
+            }
             Self::NotFound | Self::NoRoute => ErrorCode::NotFound,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::InProgress => ErrorCode::InProgress,
             Self::KeyReused => ErrorCode::IdempotencyKeyReused,
             Self::InvalidOrder(_) => ErrorCode::InvalidOrder,
-            Self::Unavailable => ErrorCode::Unavailable,
+            Self::Unavailable | Self::NotReady(_) => ErrorCode::Unavailable,
             Self::Internal => ErrorCode::Internal,
         }
     }
@@ -72,7 +78,9 @@ impl ApiError {
     fn problem(&self) -> Problem {
         let problem = Problem::new(self.code(), self.to_string());
         match self {
-            Self::InProgress | Self::Unavailable => problem.with_retry_after(RETRY_AFTER_SECONDS),
+            Self::InProgress | Self::Unavailable | Self::NotReady(_) => {
+                problem.with_retry_after(RETRY_AFTER_SECONDS)
+            }
             _ => problem,
         }
     }

@@ -53,6 +53,7 @@ async fn unknown_ids_and_keys_are_404(db: Db) {
     let app = spawn_app(db).await;
     for path in [
         "/orders/not-a-uuid",
+        "/orders/%FF",
         "/orders/0192f1c4-0000-7000-8000-000000000000",
         "/orders?idempotencyKey=never-used",
     ] {
@@ -84,6 +85,36 @@ async fn a_lookup_without_a_key_parameter_is_a_400(db: Db) {
     app.stop().await;
 }
 
+async fn a_bad_key_parameter_is_named_as_the_parameter_and_a_repeated_one_is_invalid(db: Db) {
+    let app = spawn_app(db).await;
+    for (path, says) in [
+        (
+            "/orders?idempotencyKey=a,b",
+            "idempotencyKey query parameter",
+        ),
+        ("/orders?idempotencyKey=", "idempotencyKey query parameter"),
+        (
+            "/orders?idempotencyKey=a&idempotencyKey=b",
+            "more than once",
+        ),
+        (
+            "/orders?idempotencyKey=%FF",
+            "idempotencyKey query parameter",
+        ),
+    ] {
+        let (status, code, body) = problem(app.get_as(ACME, path).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_idempotency_key"),
+            "{path}"
+        );
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(says), "{path}: {detail}");
+        assert!(!detail.contains("header"), "{path}: {detail}");
+    }
+    app.stop().await;
+}
+
 async fn a_lookup_by_key_accepts_the_quoted_form_url_encoded(db: Db) {
     let app = spawn_app(db).await;
     let created = app.post("q,k", ORDER).await;
@@ -102,4 +133,5 @@ on_each_backend!(
     lookups_need_the_token,
     a_lookup_without_a_key_parameter_is_a_400,
     a_lookup_by_key_accepts_the_quoted_form_url_encoded,
+    a_bad_key_parameter_is_named_as_the_parameter_and_a_repeated_one_is_invalid,
 );

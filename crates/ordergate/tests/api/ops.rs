@@ -69,8 +69,14 @@ async fn readiness_turns_503_once_shutdown_begins(db: Db) {
     let ready = reqwest::get(&url).await.expect("probe");
     assert_eq!(ready.status(), 200);
     flag.store(true, Ordering::SeqCst);
-    let (status, code, _) = problem(reqwest::get(&url).await.expect("probe")).await;
+    let (status, code, body) = problem(reqwest::get(&url).await.expect("probe")).await;
     assert_eq!((status, code.as_str()), (503, "unavailable"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("shutting down")),
+        "{body}"
+    );
     server.abort();
     gateway.close().await;
 }

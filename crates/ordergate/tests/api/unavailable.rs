@@ -212,8 +212,14 @@ async fn a_store_failure_is_a_503_with_retry_after_and_no_internal_text(db: Db) 
     );
     let (status, _, _) = problem(app.get_as(ACME, "/orders?idempotencyKey=down").await).await;
     assert_eq!(status, 503);
-    let ready = app.get("/readyz").await;
-    assert_eq!(ready.status(), 503);
+    let (status, _, body) = problem(app.get("/readyz").await).await;
+    assert_eq!(status, 503);
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("database is unavailable")),
+        "{body}"
+    );
     let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200, "the process still serves");
     let metrics = app.get("/metrics").await.text().await.expect("metrics");
