@@ -47,6 +47,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     report.violations
                 );
             }
+            if report.keys_checked == 0 {
+                anyhow::bail!(
+                    "nothing was verified: no key got an order (first error: {})",
+                    report.first_error.as_deref().unwrap_or("none seen")
+                );
+            }
             Ok(())
         }
     }

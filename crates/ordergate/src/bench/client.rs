@@ -25,6 +25,11 @@ impl Target {
         if uri.scheme_str() != Some("http") {
             return Err(anyhow!("--url must be http://HOST:PORT"));
         }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(anyhow!(
+                "--url is the gateway's base URL, http://HOST:PORT, without a path (not {url})"
+            ));
+        }
         let authority = uri.authority().context("--url needs a host")?;
         let port = authority.port_u16().unwrap_or(80);
         let host = authority

@@ -45,8 +45,8 @@ pub struct BenchArgs {
     /// Bearer token (none in open mode).
     #[arg(long, env = "ORDERGATE_BENCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Concurrent keep-alive connections.
-    #[arg(long, default_value_t = 32)]
+    /// Concurrent keep-alive connections (1 to 10000).
+    #[arg(long, default_value_t = 32, value_parser = connections)]
     pub connections: usize,
     /// How long to send load.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -62,6 +62,13 @@ pub struct BenchArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+fn connections(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err("must be a whole number from 1 to 10000".into()),
+    }
 }
 
 /// Runs the benchmark and the check; the report says how many violations were found.

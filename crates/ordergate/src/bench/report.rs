@@ -30,6 +30,7 @@ pub struct Local {
     answers: BTreeMap<String, u64>,
     pub timeouts: u64,
     pub errors: u64,
+    first_error: Option<String>,
 }
 
 impl Default for Local {
@@ -41,6 +42,7 @@ impl Default for Local {
             answers: BTreeMap::new(),
             timeouts: 0,
             errors: 0,
+            first_error: None,
         }
     }
 }
@@ -61,7 +63,18 @@ impl Local {
         *self.answers.entry(label).or_default() += 1;
     }
 
+    /// Keeps the first failure seen (an answer other than 201, 409 or 503, or a
+    /// transport error), to show when nothing could be verified.
+    pub fn note_first_error(&mut self, describe: impl FnOnce() -> String) {
+        if self.first_error.is_none() {
+            self.first_error = Some(describe());
+        }
+    }
+
     pub fn merge(&mut self, other: Local) {
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
         let _ = self.latency_us.add(&other.latency_us);
         for (label, n) in other.answers {
             *self.answers.entry(label).or_default() += n;
@@ -95,6 +108,7 @@ impl Local {
             answers: self.answers.clone(),
             timeouts: self.timeouts,
             errors: self.errors,
+            first_error: self.first_error.clone(),
             keys_checked: verdict.keys_checked,
             violations: verdict.violations,
         }
@@ -122,6 +136,8 @@ pub struct Report {
     pub answers: BTreeMap<String, u64>,
     pub timeouts: u64,
     pub errors: u64,
+    /// The first answer other than 201, 409 or 503, or the first transport error.
+    pub first_error: Option<String>,
     pub keys_checked: usize,
     /// Keys with two orders, or whose order on the server differs from the client's.
     pub violations: usize,
@@ -150,10 +166,20 @@ impl Report {
             self.timeouts
         );
         println!("errors:       {}", self.errors);
+        if let Some(first) = &self.first_error {
+            println!("first error:  {first}");
+        }
         println!(
             "keys checked: {} against GET /orders?idempotencyKey=",
             self.keys_checked
         );
+        if self.scenario == "race" {
+            println!(
+                "              (one per key that got an order; \"201 created\" counts only the\n               \
+                 answers that placed an order and reached their client: a client that gave\n               \
+                 up early learns its key's order later, as a replay)"
+            );
+        }
         println!("violations:   {}", self.violations);
     }
 }

@@ -152,12 +152,25 @@ async fn submit(
         let answer = client
             .post(key, ORDER_BODY, keys.timeout_for(patient))
             .await;
-        if let Some(tally) = tally {
-            tally.count();
-        }
         match answer {
             Ok(Some(answer)) => {
+                // The progress line counts answers, not attempts that failed to connect.
+                if let Some(tally) = tally {
+                    tally.count();
+                }
                 local.record(answer.status.as_u16(), answer.replay, started.elapsed());
+                if !matches!(answer.status.as_u16(), 201 | 409 | 503) {
+                    local.note_first_error(|| {
+                        format!(
+                            "{} {}",
+                            answer.status,
+                            String::from_utf8_lossy(&answer.body)
+                                .chars()
+                                .take(200)
+                                .collect::<String>()
+                        )
+                    });
+                }
                 if answer.status.as_u16() == 201 {
                     if let Some(id) = order_id(&answer.body) {
                         keys.saw(key, id);
@@ -170,8 +183,9 @@ async fn submit(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Ok(None) => local.timeouts += 1,
-            Err(_) => {
+            Err(e) => {
                 local.errors += 1;
+                local.note_first_error(|| format!("{e:#}"));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }

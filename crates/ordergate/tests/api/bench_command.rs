@@ -85,3 +85,50 @@ async fn a_gateway_that_places_an_order_per_request_is_caught() {
     );
     server.abort();
 }
+
+/// `ordergate bench ARGS`: whether it succeeded, and what it wrote to stderr.
+fn bench_raw(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run ordergate bench");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_verified_nothing_fails_and_shows_the_first_error() {
+    let app = spawn_app(Db::Sqlite).await;
+    let url = format!("http://{}", app.addr);
+    let (ok, stderr) = bench_raw(&[
+        "--url",
+        &url,
+        "--duration",
+        "1s",
+        "--token",
+        "wrong",
+        "--json",
+    ]);
+    assert!(!ok, "every answer was 401");
+    assert!(stderr.contains("nothing was verified"), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+    app.stop().await;
+
+    let (ok, stderr) = bench_raw(&["--url", "http://127.0.0.1:1", "--duration", "1s"]);
+    assert!(!ok, "no server");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+#[test]
+fn no_connections_and_a_url_with_a_path_are_refused() {
+    let (ok, stderr) = bench_raw(&["--connections", "0"]);
+    assert!(!ok);
+    assert!(stderr.contains("--connections"), "{stderr}");
+    let (ok, stderr) = bench_raw(&["--url", "http://127.0.0.1:8080/orders"]);
+    assert!(!ok);
+    assert!(stderr.contains("without a path"), "{stderr}");
+}
