@@ -179,7 +179,7 @@ impl fmt::Debug for DatabaseUrl {
 /// the user info, and every query value but those known to hold none (keys
 /// percent-decoded, as the driver reads them).
 fn redact_password(url: &str) -> String {
-    const SAFE: [&str; 12] = [
+    const SAFE: [&str; 13] = [
         "user",
         "dbname",
         "host",
@@ -187,6 +187,7 @@ fn redact_password(url: &str) -> String {
         "port",
         "application_name",
         "sslmode",
+        "sslrootcert",
         "connect_timeout",
         "keepalives",
         "keepalives_idle",

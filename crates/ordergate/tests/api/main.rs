@@ -17,6 +17,7 @@ mod openapi;
 mod operations;
 mod ops;
 mod pg;
+mod pg_tls;
 mod post_orders;
 mod process;
 mod race;

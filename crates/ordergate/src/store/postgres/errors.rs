@@ -40,6 +40,8 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 pub enum OpenError {
     #[error("the PostgreSQL URL is invalid")]
     Url(#[source] tokio_postgres::Error),
+    #[error("the PostgreSQL URL's TLS settings are unusable")]
+    Tls(#[source] super::tls::TlsError),
     #[error("cannot build the connection pool")]
     Pool(#[source] deadpool_postgres::BuildError),
     #[error("cannot start on PostgreSQL: {hint}")]
@@ -69,10 +71,17 @@ fn hint_for(e: &StoreError) -> &'static str {
         {
             return hint_for_sqlstate(code);
         }
-        if c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
-        {
-            return "nothing listens at the URL's host and port: is PostgreSQL running there?";
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            // rustls reports through an io::Error that wraps it.
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return "the TLS handshake failed: check sslmode, sslrootcert and the server's certificate";
+            }
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return "nothing listens at the URL's host and port: is PostgreSQL running there?";
+            }
         }
         cause = c.source();
     }

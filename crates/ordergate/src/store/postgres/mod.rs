@@ -8,6 +8,7 @@
 mod errors;
 mod placement;
 mod sql;
+mod tls;
 
 pub use errors::{OpenError, PgError};
 
@@ -39,7 +40,10 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects, migrates, and checks the server's durability settings.
     pub async fn open(url: &str, lease_ttl: Duration) -> Result<Self, OpenError> {
+        let (url, tls) = tls::Tls::split_url(url).map_err(OpenError::Tls)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(OpenError::Url)?;
+        let (ssl_mode, connector) = tls.connector().map_err(OpenError::Tls)?;
+        config.ssl_mode(ssl_mode);
         let lease_ms = lease_ttl.as_millis();
         config
             .options(format!(
@@ -50,13 +54,13 @@ impl PostgresStore {
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10));
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match connector {
+            Some(tls) => Manager::from_config(config, tls, manager_config),
+            None => Manager::from_config(config, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
