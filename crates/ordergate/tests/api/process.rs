@@ -61,10 +61,12 @@ pub fn start(mut cmd: Command) -> Started {
     let lines = log.clone();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(found_at) = listening_address(&line) {
+            // Logged before it is announced, so a test that read the address sees the line.
+            let listening = listening_address(&line);
+            lines.lock().expect("log").push(line);
+            if let Some(found_at) = listening {
                 let _ = found.send(found_at);
             }
-            lines.lock().expect("log").push(line);
         }
     });
     let deadline = std::time::Instant::now() + START_TIMEOUT;
