@@ -40,8 +40,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-RUST_LOG=warn,ordergate::server=info target/debug/ordergate serve --listen 127.0.0.1:0 --database "$database" \
-  --api-key schemathesis:st-token 2> >(tee "$work/log" >&2) &
+# Delivery is on (to a port where nothing listens, so deliveries stay pending), so
+# that GET /orders/{orderId}/delivery answers for every order placed.
+RUST_LOG=warn,ordergate::server=info,ordergate::delivery=error target/debug/ordergate serve \
+  --listen 127.0.0.1:0 --database "$database" --api-key schemathesis:st-token \
+  --deliver http://127.0.0.1:9/orders --deliver-secret whsec_c2NoZW1hdGhlc2lz \
+  2> >(tee "$work/log" >&2) &
 server=$!
 for _ in $(seq 200); do
   addr=$(grep -o 'addr=[0-9.:]*' "$work/log" 2>/dev/null | head -1 | cut -d= -f2 || true)

@@ -1,6 +1,7 @@
 -- The gateway's per-order transaction on PostgreSQL (store/postgres/sql.rs, PLACE_ORDER),
--- for pgbench -M prepared. Only change: the order id comes from gen_random_uuid(),
--- since pgbench cannot make UUIDs; the gateway sends a UUIDv7 as a parameter.
+-- for pgbench -M prepared. Only changes: the order id comes from gen_random_uuid(),
+-- since pgbench cannot make UUIDs (the gateway sends a UUIDv7 as a parameter), and the
+-- delivery state is NULL, as for a gateway without --deliver.
 \set k random(1, 9000000000000000)
 WITH claim AS (
     INSERT INTO idempotency_keys
@@ -10,8 +11,9 @@ WITH claim AS (
     RETURNING order_id
 ), placed AS (
     INSERT INTO orders
-        (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body)
-    SELECT order_id, :tenant, :k, :symbol, :side, :qty, :accepted, :body FROM claim
+        (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body,
+         delivery_state, delivery_due_ms)
+    SELECT order_id, :tenant, :k, :symbol, :side, :qty, :accepted, :body, NULL::text, :accepted FROM claim
     RETURNING order_id
 )
 SELECT NULL::bytea, NULL::integer, NULL::text, NULL::bytea, NULL::bigint FROM placed

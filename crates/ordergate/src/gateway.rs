@@ -32,6 +32,8 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Settings {
     pub result_ttl: Duration,
     pub lease_ttl: Duration,
+    /// Accepted orders are recorded for delivery (`--deliver` is set).
+    pub deliver: bool,
 }
 
 /// Places orders and looks them up; cheap to clone.
@@ -123,6 +125,19 @@ impl Gateway {
             .await
             .unwrap_or_else(|_| Err(StoreError::unavailable("no answer within a second")));
         self.note_failure(answered, "readiness probe")
+    }
+
+    /// The delivery of one of the tenant's orders.
+    pub async fn delivery(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> Result<Option<crate::store::DeliveryStatus>, StoreError> {
+        if !self.settings.deliver {
+            return Ok(None);
+        }
+        let found = self.store.delivery_status(tenant, id).await;
+        self.note_failure(found, "delivery lookup")
     }
 
     /// Deletes up to `batch` expired idempotency records; how many went.
@@ -231,6 +246,7 @@ impl Gateway {
             response: order.response,
             result_ttl: self.settings.result_ttl,
             lease: Lease::until(lease_deadline.into_std()),
+            deliver: self.settings.deliver,
         };
         let placed = self.place_within_lease(new, lease_deadline).await;
         if let Ok(Placement::Abandoned) = placed {

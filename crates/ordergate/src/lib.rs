@@ -22,6 +22,7 @@ pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod clock;
+pub mod delivery;
 pub mod gateway;
 pub mod http;
 pub mod inflight;

@@ -3,9 +3,11 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::io::IsTerminal;
+use std::sync::atomic::AtomicU64;
 
 use tracing_subscriber::EnvFilter;
 
@@ -82,6 +84,15 @@ pub struct Metrics {
     latency: Family<RouteOutcome, Histogram>,
     store_errors: Family<Kind, Counter>,
     in_flight_waits: Counter,
+    delivery_attempts: Family<Result_, Counter>,
+    deliveries_failed: Counter,
+    deliveries_pending: Gauge,
+    delivery_lag: Gauge<f64, AtomicU64>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Result_ {
+    result: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -100,6 +111,30 @@ impl Default for Metrics {
             let _ = store_errors.get_or_create(&Kind { kind });
         }
         let in_flight_waits = Counter::default();
+        let delivery_attempts = Family::<Result_, Counter>::default();
+        let deliveries_failed = Counter::default();
+        let deliveries_pending = Gauge::default();
+        let delivery_lag = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts by result: delivered, retry, failed",
+            delivery_attempts.clone(),
+        );
+        registry.register(
+            "deliveries_failed",
+            "Deliveries given up after --deliver-max-age",
+            deliveries_failed.clone(),
+        );
+        registry.register(
+            "deliveries_pending",
+            "Orders accepted and not yet delivered",
+            deliveries_pending.clone(),
+        );
+        registry.register(
+            "delivery_lag_seconds",
+            "Age of the oldest pending delivery: what to alert on",
+            delivery_lag.clone(),
+        );
         registry.register(
             "requests",
             "Requests by route and outcome",
@@ -126,6 +161,10 @@ impl Default for Metrics {
             latency,
             store_errors,
             in_flight_waits,
+            delivery_attempts,
+            deliveries_failed,
+            deliveries_pending,
+            delivery_lag,
         }
     }
 }
@@ -141,6 +180,22 @@ impl Metrics {
     /// Counts one failed store operation of the given [`StoreError::kind`].
     pub fn store_error(&self, kind: &'static str) {
         self.store_errors.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// Counts one delivery attempt by its result.
+    pub fn delivery_attempt(&self, result: &'static str) {
+        self.delivery_attempts
+            .get_or_create(&Result_ { result })
+            .inc();
+        if result == "failed" {
+            self.deliveries_failed.inc();
+        }
+    }
+
+    /// The pending deliveries and the age of the oldest, in milliseconds.
+    pub fn delivery_backlog(&self, pending: i64, lag_ms: i64) {
+        self.deliveries_pending.set(pending);
+        self.delivery_lag.set(lag_ms as f64 / 1000.0);
     }
 
     /// Counts one request that waited for another with the same key.

@@ -70,6 +70,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/orders", get(orders::find_by_key).post(orders::create))
         .route("/orders/{id}", get(orders::find_by_id))
+        .route("/orders/{id}/delivery", get(orders::delivery))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

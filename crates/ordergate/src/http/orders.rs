@@ -60,6 +60,35 @@ pub async fn find_by_id(
     lookup_response(&state, found.await, started)
 }
 
+/// `GET /orders/{orderId}/delivery`: where the order's delivery stands.
+pub async fn delivery(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let started = Instant::now();
+    let found = async {
+        let tenant = intake::tenant(&state.auth, &headers)?;
+        let Ok(Path(id)) = id else {
+            return Err(ApiError::NotFound);
+        };
+        let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+        let status = state.gateway.delivery(&tenant, id).await?;
+        Ok(status.map(|status| delivery_json(&status)))
+    };
+    lookup_response(&state, found.await, started)
+}
+
+fn delivery_json(status: &crate::store::DeliveryStatus) -> Vec<u8> {
+    let json = serde_json::json!({
+        "state": status.state,
+        "attempts": status.attempts,
+        "lastError": status.last_error,
+        "deliveredAt": status.delivered_at_ms.map(ordergate_core::order::format_timestamp),
+    });
+    json.to_string().into_bytes()
+}
+
 /// The lookup's query parameter.
 const KEY_PARAMETER: &str = "idempotencyKey";
 

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::auth::Auth;
 use crate::cli::{DatabaseUrl, ServeArgs};
 use crate::clock::{Clock, SystemClock};
+use crate::delivery::Deliverer;
 use crate::gateway::{Gateway, Settings};
 use crate::http::{AppState, app};
 use crate::store::DynStore;
@@ -48,8 +49,7 @@ pub async fn serve_with_clock(
     args.check().map_err(anyhow::Error::msg)?;
     let auth = authenticator(&args, &listener)?;
     let store = open_store(&args.database, clock.clone(), args.lease_ttl).await?;
-    serve_store(args, auth, store, clock, listener, shutdown).await;
-    Ok(())
+    serve_store(args, auth, store, clock, listener, shutdown).await
 }
 
 /// The API keys of `args`, refused in open mode on an address that is not loopback.
@@ -78,11 +78,26 @@ pub async fn serve_store(
     clock: Arc<dyn Clock>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let settings = Settings {
         result_ttl: args.result_ttl,
         lease_ttl: args.lease_ttl,
+        deliver: args.deliver.is_some(),
+    };
+    let deliverer = match &args.deliver {
+        Some(url) => {
+            let sink = crate::delivery::sink_for(url, args.deliver_secret.as_deref())?;
+            tracing::info!(sink = ?url, "delivering accepted orders");
+            Some(Deliverer::spawn(
+                store.clone(),
+                sink,
+                clock.clone(),
+                metrics.clone(),
+                args.deliver_max_age,
+            ))
+        }
+        None => None,
     };
     let gateway = Gateway::new(store, clock, metrics.clone(), settings);
     let shutting_down = Arc::new(AtomicBool::new(false));
@@ -114,8 +129,12 @@ pub async fn serve_store(
     )
     .await;
     drop(purge);
+    if let Some(deliverer) = deliverer {
+        deliverer.stop().await;
+    }
     gateway.close().await;
     tracing::info!("ordergate stopped: every submission ended and the store is closed");
+    Ok(())
 }
 
 async fn open_store(

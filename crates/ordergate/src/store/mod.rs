@@ -68,6 +68,8 @@ pub struct NewOrder {
     pub result_ttl: Duration,
     /// Shared with the request: once abandoned, the store must not place the order.
     pub lease: Lease,
+    /// Record a pending delivery with the order, in the same commit.
+    pub deliver: bool,
 }
 
 impl NewOrder {
@@ -137,10 +139,81 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Leases up to `limit` pending deliveries due by `now_ms`, oldest first, until
+    /// `lease_until_ms`: no other caller gets them before then.
+    async fn lease_deliveries(
+        &self,
+        limit: usize,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError>;
+
+    /// Writes what came of sending leased deliveries.
+    async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> Result<(), StoreError>;
+
+    /// The delivery of one of the tenant's orders; `None` if the order is unknown or
+    /// was accepted without delivery.
+    async fn delivery_status(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> Result<Option<DeliveryStatus>, StoreError>;
+
+    /// How many deliveries are pending, and when the oldest was accepted.
+    async fn delivery_backlog(&self) -> Result<Backlog, StoreError>;
+
     /// Stops taking work, finishes what was taken, and ends every thread and task of
     /// the store; only then lets go of the database (the SQLite file lock). Every
     /// call after it fails with [`StoreError::Closed`].
     async fn close(&self);
+}
+
+/// A pending delivery, leased for sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDelivery {
+    pub order_id: Uuid,
+    pub sequence: i64,
+    pub tenant: String,
+    /// The order JSON, as in the 201.
+    pub body: Vec<u8>,
+    pub accepted_at_ms: i64,
+    pub attempts: i64,
+}
+
+/// What came of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Delivered {
+        order_id: Uuid,
+        at_ms: i64,
+    },
+    /// Not delivered: tried again at `next_at_ms`.
+    Retry {
+        order_id: Uuid,
+        error: String,
+        next_at_ms: i64,
+    },
+    /// Given up (past `--deliver-max-age`).
+    Failed {
+        order_id: Uuid,
+        error: String,
+    },
+}
+
+/// The answer of `GET /orders/{id}/delivery`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryStatus {
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub delivered_at_ms: Option<i64>,
+}
+
+/// The pending deliveries, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    pub pending: i64,
+    pub oldest_accepted_at_ms: Option<i64>,
 }
 
 /// The shared store handle the server uses.

@@ -190,8 +190,7 @@ pub async fn spawn_app_on_store(
             let _ = stop.await;
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        ordergate::server::serve_store(args, auth, store, clock, listener, shutdown).await;
-        Ok(())
+        ordergate::server::serve_store(args, auth, store, clock, listener, shutdown).await
     })
 }
 

@@ -8,6 +8,7 @@ mod check_order;
 mod command_line;
 mod connections;
 mod crash;
+mod delivery;
 mod durability;
 mod full_disk;
 mod lifecycle;

@@ -49,6 +49,7 @@ async fn readiness_turns_503_once_shutdown_begins(db: Db) {
     let settings = Settings {
         result_ttl: Duration::from_secs(60),
         lease_ttl: Duration::from_secs(30),
+        deliver: false,
     };
     let gateway = Gateway::new(store, Arc::new(SystemClock), metrics.clone(), settings);
     let auth = Arc::new(ordergate::auth::Auth::new(Vec::new(), None).expect("auth"));

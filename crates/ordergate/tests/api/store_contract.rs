@@ -33,6 +33,7 @@ pub fn new_order(tenant: &str, key: &str, body: &str, ttl: Duration) -> NewOrder
         fingerprint: payload.fingerprint().expect("fingerprint"),
         result_ttl: ttl,
         lease: Lease::default(),
+        deliver: false,
     }
 }
 

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordergate::store::{DynStore, NewOrder, Store, StoreError};
+use ordergate::store::{
+    Backlog, DeliveryResult, DeliveryStatus, DynStore, NewOrder, PendingDelivery, Store, StoreError,
+};
 use ordergate_core::{LiveRecord, Placement, ScopedKey};
 use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
@@ -103,6 +105,27 @@ impl Store for GatedStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn lease_deliveries(
+        &self,
+        limit: usize,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        self.inner.lease_deliveries(limit, now_ms, until_ms).await
+    }
+    async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> Result<(), StoreError> {
+        self.inner.record_deliveries(results).await
+    }
+    async fn delivery_status(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> Result<Option<DeliveryStatus>, StoreError> {
+        self.inner.delivery_status(tenant, id).await
+    }
+    async fn delivery_backlog(&self) -> Result<Backlog, StoreError> {
+        self.inner.delivery_backlog().await
+    }
     async fn close(&self) {
         self.inner.close().await;
     }
@@ -130,6 +153,27 @@ impl Store for DownStore {
         down()
     }
     async fn ping(&self) -> Result<(), StoreError> {
+        down()
+    }
+    async fn lease_deliveries(
+        &self,
+        _: usize,
+        _: i64,
+        _: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        down()
+    }
+    async fn record_deliveries(&self, _: Vec<DeliveryResult>) -> Result<(), StoreError> {
+        down()
+    }
+    async fn delivery_status(
+        &self,
+        _: &str,
+        _: Uuid,
+    ) -> Result<Option<DeliveryStatus>, StoreError> {
+        down()
+    }
+    async fn delivery_backlog(&self) -> Result<Backlog, StoreError> {
         down()
     }
     async fn close(&self) {}

@@ -22,7 +22,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use super::{NewOrder, RecordRow, Store, StoreError};
+use super::{
+    Backlog, DeliveryResult, DeliveryStatus, NewOrder, PendingDelivery, RecordRow, Store,
+    StoreError,
+};
 
 /// Connections per gateway process.
 const POOL_SIZE: usize = 32;
@@ -174,6 +177,87 @@ impl Store for PostgresStore {
         let client = self.pool.get().await?;
         client.simple_query("SELECT 1").await?;
         Ok(())
+    }
+
+    async fn lease_deliveries(
+        &self,
+        limit: usize,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::LEASE_DELIVERIES).await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(&stmt, &[&now_ms, &limit, &lease_until_ms])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PendingDelivery {
+                    order_id: row.try_get(0)?,
+                    sequence: row.try_get(1)?,
+                    tenant: row.try_get(2)?,
+                    body: row.try_get(3)?,
+                    accepted_at_ms: row.try_get(4)?,
+                    attempts: i64::from(row.try_get::<_, i32>(5)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        for result in &results {
+            match result {
+                DeliveryResult::Delivered { order_id, at_ms } => {
+                    let stmt = tx.prepare_cached(sql::DELIVERED).await?;
+                    tx.execute(&stmt, &[order_id, at_ms]).await?
+                }
+                DeliveryResult::Retry {
+                    order_id,
+                    error,
+                    next_at_ms,
+                } => {
+                    let stmt = tx.prepare_cached(sql::RETRY_DELIVERY).await?;
+                    tx.execute(&stmt, &[order_id, error, next_at_ms]).await?
+                }
+                DeliveryResult::Failed { order_id, error } => {
+                    let stmt = tx.prepare_cached(sql::FAILED_DELIVERY).await?;
+                    tx.execute(&stmt, &[order_id, error]).await?
+                }
+            };
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delivery_status(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> Result<Option<DeliveryStatus>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::DELIVERY_STATUS).await?;
+        let Some(row) = client.query_opt(&stmt, &[&id, &tenant]).await? else {
+            return Ok(None);
+        };
+        Ok(Some(DeliveryStatus {
+            state: row.try_get(0)?,
+            attempts: i64::from(row.try_get::<_, i32>(1)?),
+            last_error: row.try_get(2)?,
+            delivered_at_ms: row.try_get(3)?,
+        }))
+    }
+
+    async fn delivery_backlog(&self) -> Result<Backlog, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::DELIVERY_BACKLOG).await?;
+        let row = client.query_one(&stmt, &[]).await?;
+        Ok(Backlog {
+            pending: row.try_get(0)?,
+            oldest_accepted_at_ms: row.try_get(1)?,
+        })
     }
 
     async fn close(&self) {

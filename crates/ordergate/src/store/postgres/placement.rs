@@ -197,6 +197,7 @@ struct Columns {
     quantity: Vec<i64>,
     accepted_at_ms: Vec<i64>,
     body: Vec<Vec<u8>>,
+    delivery_state: Vec<Option<&'static str>>,
 }
 
 impl Columns {
@@ -226,10 +227,11 @@ impl Columns {
             quantity: orders.iter().map(|n| n.quantity_i64()).collect(),
             accepted_at_ms: orders.iter().map(|n| n.order.accepted_at_ms).collect(),
             body: orders.iter().map(|n| n.response.body.clone()).collect(),
+            delivery_state: orders.iter().map(|n| delivery_state(n)).collect(),
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 13] {
         [
             &self.tenant,
             &self.key,
@@ -243,8 +245,14 @@ impl Columns {
             &self.quantity,
             &self.accepted_at_ms,
             &self.body,
+            &self.delivery_state,
         ]
     }
+}
+
+/// The delivery column of a new order: pending, or none without delivery.
+fn delivery_state(new: &NewOrder) -> Option<&'static str> {
+    new.deliver.then_some("pending")
 }
 
 /// One order on its own: place it, find the record that holds its key, or take over
@@ -255,7 +263,8 @@ async fn place_alone(client: &Client, new: &NewOrder) -> Result<Placement, Store
     let key = order.idempotency_key.as_str();
     let (ttl_ms, quantity) = (new.result_ttl_ms(), new.quantity_i64());
     let status = i32::from(new.response.status);
-    let params: [&(dyn ToSql + Sync); 12] = [
+    let delivery = delivery_state(new);
+    let params: [&(dyn ToSql + Sync); 13] = [
         &new.tenant,
         &key,
         &new.fingerprint.0.as_slice(),
@@ -268,6 +277,7 @@ async fn place_alone(client: &Client, new: &NewOrder) -> Result<Placement, Store
         &quantity,
         &order.accepted_at_ms,
         &new.response.body,
+        &delivery,
     ];
     for _ in 0..MAX_ROUNDS {
         match place_once(client, &params, &new.tenant, key).await {
@@ -285,7 +295,7 @@ async fn place_alone(client: &Client, new: &NewOrder) -> Result<Placement, Store
 /// One attempt; `None` when the record changed between two statements.
 async fn place_once(
     client: &Client,
-    params: &[&(dyn ToSql + Sync); 12],
+    params: &[&(dyn ToSql + Sync); 13],
     tenant: &str,
     key: &str,
 ) -> Result<Option<Placement>, tokio_postgres::Error> {
@@ -309,7 +319,7 @@ async fn place_once(
 
 async fn take_over(
     client: &Client,
-    params: &[&(dyn ToSql + Sync); 12],
+    params: &[&(dyn ToSql + Sync); 13],
 ) -> Result<Option<Placement>, tokio_postgres::Error> {
     let stmt = client.prepare_cached(sql::TAKE_OVER_EXPIRED).await?;
     let taken = client.query_opt(&stmt, params).await?;

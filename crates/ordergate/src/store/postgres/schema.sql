@@ -24,3 +24,15 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     PRIMARY KEY (tenant, idem_key)
 );
 CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys (expires_at);
+
+-- Version 2: delivery to the order-management system, folded into the order row (see
+-- the SQLite schema); the sequence orders messages for consumers.
+ALTER TABLE orders
+    ADD COLUMN IF NOT EXISTS sequence bigserial,
+    ADD COLUMN IF NOT EXISTS delivery_state text,
+    ADD COLUMN IF NOT EXISTS delivery_attempts integer NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS delivery_error text,
+    ADD COLUMN IF NOT EXISTS delivery_due_ms bigint,
+    ADD COLUMN IF NOT EXISTS delivered_at_ms bigint;
+CREATE INDEX IF NOT EXISTS orders_pending_delivery ON orders (delivery_due_ms)
+    WHERE delivery_state = 'pending';

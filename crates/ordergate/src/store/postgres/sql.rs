@@ -16,8 +16,9 @@ pub const PLACE_ORDER: &str = "
         RETURNING order_id
     ), placed AS (
         INSERT INTO orders
-            (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body)
-        SELECT order_id, $1, $2, $8, $9, $10, $11, $12 FROM claim
+            (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body,
+             delivery_state, delivery_due_ms)
+        SELECT order_id, $1, $2, $8, $9, $10, $11, $12, $13::text, $11 FROM claim
         RETURNING order_id
     )
     SELECT NULL::bytea, NULL::integer, NULL::text, NULL::bytea, NULL::bigint FROM placed
@@ -38,8 +39,9 @@ pub const TAKE_OVER_EXPIRED: &str = "
         RETURNING order_id
     )
     INSERT INTO orders
-        (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body)
-    SELECT order_id, $1, $2, $8, $9, $10, $11, $12 FROM claim
+        (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body,
+         delivery_state, delivery_due_ms)
+    SELECT order_id, $1, $2, $8, $9, $10, $11, $12, $13::text, $11 FROM claim
     RETURNING order_id";
 
 /// Many orders in one statement (and one commit): group commit for PostgreSQL. Each
@@ -49,9 +51,9 @@ pub const PLACE_ORDERS: &str = "
     WITH input AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::uuid[], $5::integer[],
                              $6::text[], $7::bigint[], $8::text[], $9::text[], $10::bigint[],
-                             $11::bigint[], $12::bytea[])
+                             $11::bigint[], $12::bytea[], $13::text[])
             AS t(tenant, idem_key, fingerprint, order_id, status, location, ttl_ms,
-                 symbol, side, quantity, accepted_at_ms, body)
+                 symbol, side, quantity, accepted_at_ms, body, delivery_state)
     ), claim AS (
         INSERT INTO idempotency_keys
             (tenant, idem_key, fingerprint, order_id, status, location, expires_at)
@@ -62,9 +64,10 @@ pub const PLACE_ORDERS: &str = "
         RETURNING order_id
     ), placed AS (
         INSERT INTO orders
-            (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body)
+            (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body,
+             delivery_state, delivery_due_ms)
         SELECT i.order_id, i.tenant, i.idem_key, i.symbol, i.side, i.quantity,
-               i.accepted_at_ms, i.body
+               i.accepted_at_ms, i.body, i.delivery_state, i.accepted_at_ms
         FROM input i JOIN claim c ON c.order_id = i.order_id
         RETURNING order_id
     )
@@ -100,3 +103,34 @@ pub const PURGE_EXPIRED: &str = "
 
 /// Serialises migrations of gateways that start at the same moment.
 pub const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7243003)";
+
+/// Leases due deliveries: their due time moves to the lease's end, and rows another
+/// gateway is leasing right now are skipped.
+pub const LEASE_DELIVERIES: &str = "
+    UPDATE orders SET delivery_due_ms = $3
+    WHERE order_id IN (
+        SELECT order_id FROM orders WHERE delivery_state = 'pending' AND delivery_due_ms <= $1
+        ORDER BY delivery_due_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
+    RETURNING order_id, sequence, tenant, body, accepted_at_ms, delivery_attempts";
+
+pub const DELIVERED: &str = "
+    UPDATE orders SET delivery_state = 'delivered', delivery_attempts = delivery_attempts + 1,
+        delivery_error = NULL, delivered_at_ms = $2, delivery_due_ms = NULL
+    WHERE order_id = $1 AND delivery_state = 'pending'";
+
+pub const RETRY_DELIVERY: &str = "
+    UPDATE orders SET delivery_attempts = delivery_attempts + 1, delivery_error = $2,
+        delivery_due_ms = $3
+    WHERE order_id = $1 AND delivery_state = 'pending'";
+
+pub const FAILED_DELIVERY: &str = "
+    UPDATE orders SET delivery_state = 'failed', delivery_attempts = delivery_attempts + 1,
+        delivery_error = $2, delivery_due_ms = NULL
+    WHERE order_id = $1 AND delivery_state = 'pending'";
+
+pub const DELIVERY_STATUS: &str = "
+    SELECT delivery_state, delivery_attempts, delivery_error, delivered_at_ms FROM orders
+    WHERE order_id = $1 AND tenant = $2 AND delivery_state IS NOT NULL";
+
+pub const DELIVERY_BACKLOG: &str = "
+    SELECT count(*), min(accepted_at_ms) FROM orders WHERE delivery_state = 'pending'";

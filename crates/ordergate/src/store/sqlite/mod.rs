@@ -28,10 +28,12 @@ use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{NewOrder, Store, StoreError};
+use super::{
+    Backlog, DeliveryResult, DeliveryStatus, NewOrder, PendingDelivery, Store, StoreError,
+};
 use crate::clock::Clock;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Reader threads, one connection each.
 const READERS: usize = 2;
 /// Least time between write probes while commits are failing.
@@ -146,6 +148,18 @@ impl SqliteStore {
         self.readers.read(work).await
     }
 
+    /// Runs `work` in a transaction of its own on the writer thread.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = writer::Job::Run(Box::new(move |conn| {
+            let _ = reply.send(writer::in_transaction(conn, work));
+        }));
+        self.send(job, answer).await
+    }
+
     async fn send<T>(
         &self,
         job: writer::Job,
@@ -255,11 +269,15 @@ fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Brings the schema to [`SCHEMA_VERSION`], one version at a time, each in one
+/// transaction with its version stamp.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    const STEPS: [&str; 2] = [include_str!("schema.sql"), include_str!("schema_2.sql")];
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    if version < SCHEMA_VERSION {
-        conn.execute_batch(include_str!("schema.sql"))?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    for (to, step) in (1..).zip(STEPS).skip(usize::try_from(version).unwrap_or(0)) {
+        conn.execute_batch(&format!(
+            "BEGIN; {step}; PRAGMA user_version = {to}; COMMIT;"
+        ))?;
     }
     Ok(())
 }
@@ -319,6 +337,39 @@ impl Store for SqliteStore {
             *last = None;
         }
         Ok(())
+    }
+
+    async fn lease_deliveries(
+        &self,
+        limit: usize,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        self.write(move |conn| sql::lease_deliveries(conn, limit, now_ms, lease_until_ms))
+            .await
+    }
+
+    async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            results
+                .iter()
+                .try_for_each(|result| sql::record_delivery(conn, result))
+        })
+        .await
+    }
+
+    async fn delivery_status(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> Result<Option<DeliveryStatus>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| sql::delivery_status(conn, &tenant, id))
+            .await
+    }
+
+    async fn delivery_backlog(&self) -> Result<Backlog, StoreError> {
+        self.read(sql::delivery_backlog).await
     }
 
     async fn close(&self) {

@@ -3,7 +3,11 @@
 use ordergate_core::LiveRecord;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::store::{NewOrder, RecordRow, StoreError};
+use uuid::Uuid;
+
+use crate::store::{
+    Backlog, DeliveryResult, DeliveryStatus, NewOrder, PendingDelivery, RecordRow, StoreError,
+};
 
 /// Takes the key unless it has a live record; an expired record is taken over.
 pub const CLAIM_KEY: &str = "
@@ -16,10 +20,43 @@ pub const CLAIM_KEY: &str = "
         expires_at_ms = excluded.expires_at_ms
     WHERE idempotency_keys.expires_at_ms <= ?8";
 
+/// The order, and its pending delivery when ?9 is 'pending' (NULL: no delivery).
 pub const INSERT_ORDER: &str = "
     INSERT INTO orders
-        (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+        (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body,
+         delivery_state, delivery_due_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?7)";
+
+/// Leases due deliveries: moving their due time to the lease's end keeps every other
+/// pass off them until then.
+pub const LEASE_DELIVERIES: &str = "
+    UPDATE orders SET delivery_due_ms = ?3
+    WHERE rowid IN (
+        SELECT rowid FROM orders WHERE delivery_state = 'pending' AND delivery_due_ms <= ?1
+        ORDER BY delivery_due_ms LIMIT ?2)
+    RETURNING order_id, rowid, tenant, body, accepted_at_ms, delivery_attempts";
+
+pub const DELIVERED: &str = "
+    UPDATE orders SET delivery_state = 'delivered', delivery_attempts = delivery_attempts + 1,
+        delivery_error = NULL, delivered_at_ms = ?2, delivery_due_ms = NULL
+    WHERE order_id = ?1 AND delivery_state = 'pending'";
+
+pub const RETRY_DELIVERY: &str = "
+    UPDATE orders SET delivery_attempts = delivery_attempts + 1, delivery_error = ?2,
+        delivery_due_ms = ?3
+    WHERE order_id = ?1 AND delivery_state = 'pending'";
+
+pub const FAILED_DELIVERY: &str = "
+    UPDATE orders SET delivery_state = 'failed', delivery_attempts = delivery_attempts + 1,
+        delivery_error = ?2, delivery_due_ms = NULL
+    WHERE order_id = ?1 AND delivery_state = 'pending'";
+
+pub const DELIVERY_STATUS: &str = "
+    SELECT delivery_state, delivery_attempts, delivery_error, delivered_at_ms FROM orders
+    WHERE order_id = ?1 AND tenant = ?2 AND delivery_state IS NOT NULL";
+
+pub const DELIVERY_BACKLOG: &str = "
+    SELECT count(*), min(accepted_at_ms) FROM orders WHERE delivery_state = 'pending'";
 
 pub const LIVE_RECORD: &str = "
     SELECT k.fingerprint, k.status, k.location, o.body, k.expires_at_ms - ?3
@@ -98,8 +135,93 @@ pub fn claim_and_insert(
         new.quantity_i64(),
         order.accepted_at_ms,
         new.response.body,
+        new.deliver.then_some("pending"),
     ])?;
     Ok(true)
+}
+
+/// Leases due deliveries (see [`LEASE_DELIVERIES`]).
+pub fn lease_deliveries(
+    conn: &Connection,
+    limit: usize,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> Result<Vec<PendingDelivery>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(LEASE_DELIVERIES)?;
+    let rows = stmt.query_map(params![now_ms, limit, lease_until_ms], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            PendingDelivery {
+                order_id: Uuid::nil(),
+                sequence: row.get(1)?,
+                tenant: row.get(2)?,
+                body: row.get(3)?,
+                accepted_at_ms: row.get(4)?,
+                attempts: row.get(5)?,
+            },
+        ))
+    })?;
+    let mut leased = Vec::new();
+    for row in rows {
+        let (id, mut pending) = row?;
+        pending.order_id = Uuid::parse_str(&id)
+            .map_err(|_| StoreError::Invariant("a stored order id is not a UUID"))?;
+        leased.push(pending);
+    }
+    Ok(leased)
+}
+
+pub fn record_delivery(conn: &Connection, result: &DeliveryResult) -> Result<(), StoreError> {
+    match result {
+        DeliveryResult::Delivered { order_id, at_ms } => conn
+            .prepare_cached(DELIVERED)?
+            .execute(params![order_id.to_string(), at_ms])?,
+        DeliveryResult::Retry {
+            order_id,
+            error,
+            next_at_ms,
+        } => conn.prepare_cached(RETRY_DELIVERY)?.execute(params![
+            order_id.to_string(),
+            error,
+            next_at_ms
+        ])?,
+        DeliveryResult::Failed { order_id, error } => conn
+            .prepare_cached(FAILED_DELIVERY)?
+            .execute(params![order_id.to_string(), error])?,
+    };
+    Ok(())
+}
+
+pub fn delivery_status(
+    conn: &Connection,
+    tenant: &str,
+    id: Uuid,
+) -> Result<Option<DeliveryStatus>, StoreError> {
+    let status = conn
+        .prepare_cached(DELIVERY_STATUS)?
+        .query_row(params![id.to_string(), tenant], |row| {
+            Ok(DeliveryStatus {
+                state: row.get(0)?,
+                attempts: row.get(1)?,
+                last_error: row.get(2)?,
+                delivered_at_ms: row.get(3)?,
+            })
+        })
+        .optional()?;
+    Ok(status)
+}
+
+pub fn delivery_backlog(conn: &Connection) -> Result<Backlog, StoreError> {
+    let backlog = conn
+        .prepare_cached(DELIVERY_BACKLOG)?
+        .query_row([], |row| {
+            Ok(Backlog {
+                pending: row.get(0)?,
+                oldest_accepted_at_ms: row.get(1)?,
+            })
+        })?;
+    Ok(backlog)
 }
 
 pub fn order_body(

@@ -32,9 +32,15 @@ pub enum Job {
     Purge(usize, Reply<usize>),
     /// A tiny write, to learn whether the disk takes writes again.
     Probe(Reply<usize>),
+    /// Work of its own transaction, run after the batch it came with (delivery
+    /// bookkeeping: rare next to placements).
+    Run(Work),
     /// Take no more jobs: finish those queued, then end the thread.
     Stop,
 }
+
+/// Work that runs its own transaction on the writer's connection.
+pub type Work = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// Where a job's answer goes.
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -49,6 +55,7 @@ enum Count {
 struct Batch {
     places: Vec<(NewOrder, Reply<Placement>)>,
     counts: Vec<(Count, Reply<usize>)>,
+    runs: Vec<Work>,
     stop: bool,
 }
 
@@ -88,16 +95,20 @@ fn run(
                 Err(_) => break,
             }
         }
-        let batch = Batch::sort(jobs.drain(..));
+        let mut batch = Batch::sort(jobs.drain(..));
         if batch.stop {
             // Further sends fail at once; what is queued still runs below and after.
             rx.close();
         }
         // One stat a batch: a commit into a deleted or replaced file would be lost.
+        let runs = std::mem::take(&mut batch.runs);
         let committed = match file.check() {
             Ok(()) => commit_batch(&mut conn, clock.now_ms(), batch),
             Err(e) => batch.refuse(&e),
         };
+        for work in runs {
+            work(&mut conn);
+        }
         if !committed {
             // A full disk, say: the store is unready until a probe write succeeds.
             *failed_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
@@ -113,6 +124,7 @@ impl Batch {
         let mut batch = Self {
             places: Vec::with_capacity(jobs.len()),
             counts: Vec::new(),
+            runs: Vec::new(),
             stop: false,
         };
         for job in jobs {
@@ -123,6 +135,7 @@ impl Batch {
                 Job::Place(new, reply) => batch.places.push((new, reply)),
                 Job::Purge(limit, reply) => batch.counts.push((Count::Purge(limit), reply)),
                 Job::Probe(reply) => batch.counts.push((Count::Probe, reply)),
+                Job::Run(work) => batch.runs.push(work),
                 Job::Stop => batch.stop = true,
             }
         }
@@ -192,7 +205,7 @@ fn commit_batch(conn: &mut Connection, now_ms: i64, batch: Batch) -> bool {
 }
 
 /// Runs `work` in one transaction and commits it; on any error nothing is kept.
-fn in_transaction<T>(
+pub fn in_transaction<T>(
     conn: &mut Connection,
     work: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {

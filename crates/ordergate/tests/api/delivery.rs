@@ -1,0 +1,447 @@
+//! Delivery to the order-management system, with real sinks: a NATS JetStream server
+//! of the test's own, and a webhook receiver in the test that checks every signature.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::helpers::*;
+use crate::process;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// What the receiver saw: every verified delivery, by order id.
+#[derive(Default)]
+struct Received {
+    by_order: Mutex<HashMap<String, Vec<serde_json::Value>>>,
+    requests: AtomicUsize,
+    bad_signatures: AtomicUsize,
+    /// The receiver answers 500 to this many requests first.
+    fail_first: AtomicUsize,
+}
+
+impl Received {
+    fn orders(&self) -> HashMap<String, usize> {
+        let seen = self.by_order.lock().expect("seen");
+        seen.iter().map(|(k, v)| (k.clone(), v.len())).collect()
+    }
+}
+
+/// A webhook receiver on a random port that verifies Standard Webhooks signatures.
+async fn receiver(fail_first: usize) -> (SocketAddr, Arc<Received>) {
+    let received = Arc::new(Received::default());
+    received.fail_first.store(fail_first, Ordering::SeqCst);
+    let app = axum::Router::new()
+        .route("/hook", post(receive))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, received)
+}
+
+async fn receive(
+    State(received): State<Arc<Received>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    received.requests.fetch_add(1, Ordering::SeqCst);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+    let key = STANDARD
+        .decode(SECRET.trim_start_matches("whsec_"))
+        .expect("key");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("hmac");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(&body);
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    if header("webhook-signature") != expected || header("idempotency-key") != id {
+        received.bad_signatures.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::BAD_REQUEST;
+    }
+    let failing = received.fail_first.load(Ordering::SeqCst);
+    if failing > 0 {
+        received.fail_first.store(failing - 1, Ordering::SeqCst);
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("a JSON message");
+    assert_eq!(
+        json["data"]["orderId"],
+        id.as_str(),
+        "webhook-id is the order id"
+    );
+    received
+        .by_order
+        .lock()
+        .expect("seen")
+        .entry(id)
+        .or_default()
+        .push(json);
+    StatusCode::NO_CONTENT
+}
+
+/// Waits (up to 60 s) until `done` holds.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..6000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never: {what}");
+}
+
+/// Places `n` orders as acme; their order ids.
+async fn place(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let created = app.post(&format!("{prefix}-{i}"), ORDER).await;
+        assert_eq!(created.status(), 201);
+        ids.push(order_id(&created.bytes().await.expect("body")));
+    }
+    ids
+}
+
+async fn delivery_of(app: &TestApp, id: &str) -> serde_json::Value {
+    let answer = app.get_as(ACME, &format!("/orders/{id}/delivery")).await;
+    assert_eq!(answer.status(), 200, "{id}");
+    answer.json().await.expect("delivery JSON")
+}
+
+/// The delivery once it is no longer pending (or after 20 s).
+async fn settled(app: &TestApp, id: &str) -> serde_json::Value {
+    let mut delivery = delivery_of(app, id).await;
+    for _ in 0..1000 {
+        if delivery["state"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        delivery = delivery_of(app, id).await;
+    }
+    delivery
+}
+
+async fn a_webhook_gets_every_order_once_signed_and_the_state_says_delivered(db: Db) {
+    let (addr, received) = receiver(0).await;
+    let url = format!("http://{addr}/hook");
+    let app = spawn_app_with(db, &["--deliver", &url, "--deliver-secret", SECRET]).await;
+    let ids = place(&app, "hook", 20).await;
+    until("all delivered", || received.orders().len() == ids.len()).await;
+    assert_eq!(received.bad_signatures.load(Ordering::SeqCst), 0);
+    let seen = received.by_order.lock().expect("seen").clone();
+    let mut sequences = HashSet::new();
+    for id in &ids {
+        let messages = &seen[id];
+        assert_eq!(messages[0]["type"], "order.accepted");
+        assert_eq!(messages[0]["tenant"], "acme");
+        assert!(sequences.insert(messages[0]["sequence"].as_i64().expect("sequence")));
+    }
+    for id in &ids {
+        // Confirmed by the receiver, the record is written a moment later.
+        let delivery = settled(&app, id).await;
+        assert_eq!(delivery["state"], "delivered", "{delivery}");
+        assert_eq!(delivery["attempts"], 1);
+        assert!(delivery["deliveredAt"].is_string());
+        assert!(delivery["lastError"].is_null());
+    }
+    let other = app
+        .get_as(GLOBEX, &format!("/orders/{}/delivery", ids[0]))
+        .await;
+    assert_eq!(other.status(), 404, "another tenant's delivery is unknown");
+    app.stop().await;
+}
+
+async fn a_failing_webhook_is_retried_with_backoff_until_it_takes_the_order(db: Db) {
+    let (addr, received) = receiver(3).await;
+    let url = format!("http://{addr}/hook");
+    let app = spawn_app_with(db, &["--deliver", &url, "--deliver-secret", SECRET]).await;
+    let ids = place(&app, "retry", 1).await;
+    until("delivered after the failures", || {
+        received.orders().len() == 1
+    })
+    .await;
+    assert_eq!(
+        received.requests.load(Ordering::SeqCst),
+        4,
+        "three 500s, then the 204"
+    );
+    let delivery = settled(&app, &ids[0]).await;
+    assert_eq!(delivery["state"], "delivered", "{delivery}");
+    assert_eq!(
+        delivery["attempts"], 4,
+        "every attempt is counted: {delivery}"
+    );
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics.contains(r#"ordergate_delivery_attempts_total{result="retry"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"ordergate_delivery_attempts_total{result="delivered"} 1"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+async fn a_delivery_that_never_succeeds_fails_after_its_max_age(db: Db) {
+    // Nothing listens on port 1.
+    let app = spawn_app_with(
+        db,
+        &[
+            "--deliver",
+            "http://127.0.0.1:1/hook",
+            "--deliver-secret",
+            SECRET,
+            "--deliver-max-age",
+            "1s",
+        ],
+    )
+    .await;
+    let ids = place(&app, "doomed", 1).await;
+    let delivery = settled(&app, &ids[0]).await;
+    assert_eq!(delivery["state"], "failed", "{delivery}");
+    assert!(
+        delivery["lastError"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{delivery}"
+    );
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics.contains("ordergate_deliveries_failed_total 1"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+async fn without_deliver_nothing_is_recorded_and_the_delivery_is_404(db: Db) {
+    let app = spawn_app(db).await;
+    let ids = place(&app, "plain", 1).await;
+    let answer = app
+        .get_as(ACME, &format!("/orders/{}/delivery", ids[0]))
+        .await;
+    assert_eq!(answer.status(), 404);
+    app.stop().await;
+}
+
+/// A NATS server with JetStream of the test's own, on a free port, killed when dropped.
+pub struct Nats {
+    child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        Self::start_on(port, dir)
+    }
+
+    fn start_on(port: u16, dir: tempfile::TempDir) -> Self {
+        let child = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian package nats-server)");
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the server; `restart` brings it back on the same port and store.
+    pub fn stop(mut self) -> (u16, tempfile::TempDir) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port;
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("dir"));
+        (port, dir)
+    }
+
+    pub fn restart((port, dir): (u16, tempfile::TempDir)) -> Self {
+        Self::start_on(port, dir)
+    }
+
+    pub fn url(&self, subject: &str) -> String {
+        format!("nats://127.0.0.1:{}/{subject}", self.port)
+    }
+
+    /// The order ids of every message in the stream, with how often each is there.
+    pub async fn messages(&self) -> HashMap<String, usize> {
+        let client = async_nats::connect(format!("127.0.0.1:{}", self.port))
+            .await
+            .expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        // The gateway makes the stream when it first delivers.
+        let Ok(mut stream) = js.get_stream("ORDERGATE_ORDERS").await else {
+            return HashMap::new();
+        };
+        let last = stream.info().await.expect("info").state.last_sequence;
+        let mut counts = HashMap::new();
+        for seq in 1..=last {
+            let Ok(message) = stream.get_raw_message(seq).await else {
+                continue;
+            };
+            let json: serde_json::Value = serde_json::from_slice(&message.payload).expect("JSON");
+            let id = json["data"]["orderId"]
+                .as_str()
+                .expect("orderId")
+                .to_owned();
+            *counts.entry(id).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn jetstream_gets_exactly_one_message_per_order(db: Db) {
+    let nats = Nats::start();
+    let app = spawn_app_with(db, &["--deliver", &nats.url("orders")]).await;
+    let ids = place(&app, "js", 50).await;
+    let mut counts = HashMap::new();
+    for _ in 0..500 {
+        counts = nats.messages().await;
+        if counts.len() == ids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counts.len(), ids.len());
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    app.stop().await;
+}
+
+async fn orders_taken_while_jetstream_is_down_are_delivered_when_it_is_back(db: Db) {
+    let nats = Nats::start();
+    let url = nats.url("orders");
+    let down = nats.stop();
+    let app = spawn_app_with(db, &["--deliver", &url]).await;
+    // The intake does not wait for the sink.
+    let ids = place(&app, "down", 30).await;
+    let pending = app
+        .get_as(ACME, &format!("/orders/{}/delivery", ids[0]))
+        .await;
+    let pending: serde_json::Value = pending.json().await.expect("JSON");
+    assert_eq!(pending["state"], "pending", "{pending}");
+    let nats = Nats::restart(down);
+    let mut counts = HashMap::new();
+    for _ in 0..3000 {
+        counts = nats.messages().await;
+        if counts.len() == ids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counts.len(), ids.len(), "every order arrived");
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    app.stop().await;
+}
+
+on_each_backend!(
+    a_webhook_gets_every_order_once_signed_and_the_state_says_delivered,
+    a_failing_webhook_is_retried_with_backoff_until_it_takes_the_order,
+    a_delivery_that_never_succeeds_fails_after_its_max_age,
+    without_deliver_nothing_is_recorded_and_the_delivery_is_404,
+    jetstream_gets_exactly_one_message_per_order,
+    orders_taken_while_jetstream_is_down_are_delivered_when_it_is_back,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_while_delivering_under_load_then_restart_delivers_every_acknowledged_order() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let db = process::sqlite_url(dir.path());
+    let deliver = nats.url("orders");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &db,
+        "--deliver",
+        &deliver,
+    ];
+    let gw = process::serve(process::command(&args));
+    let client = reqwest::Client::new();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let load = {
+        let (client, url, acked) = (client.clone(), gw.url("/orders"), acked.clone());
+        tokio::spawn(async move {
+            for i in 0.. {
+                let Some((201, _, body)) =
+                    process::post_order(&client, &url, &format!("k9-{i}")).await
+                else {
+                    break;
+                };
+                acked.lock().expect("acked").push(order_id(&body));
+            }
+        })
+    };
+    // Mid-load and mid-delivery: some orders acknowledged and some already in the stream.
+    until("orders acknowledged", || {
+        acked.lock().expect("acked").len() >= 300
+    })
+    .await;
+    gw.crash();
+    let _ = load.await;
+    let acked: HashSet<String> = acked.lock().expect("acked").iter().cloned().collect();
+    let _gw = process::serve(process::command(&args));
+    let mut counts = HashMap::new();
+    for _ in 0..3000 {
+        counts = nats.messages().await;
+        if acked.iter().all(|id| counts.contains_key(id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged orders never delivered",
+        missing.len()
+    );
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "JetStream dedupes by Nats-Msg-Id"
+    );
+}
