@@ -29,6 +29,9 @@ struct Received {
     bad_signatures: AtomicUsize,
     /// The receiver answers 500 to this many requests first.
     fail_first: AtomicUsize,
+    /// And waits this many milliseconds before answering this many requests.
+    slow_first: AtomicUsize,
+    slow_ms: AtomicUsize,
 }
 
 impl Received {
@@ -77,6 +80,14 @@ async fn receive(
     if header("webhook-signature") != expected || header("idempotency-key") != id {
         received.bad_signatures.fetch_add(1, Ordering::SeqCst);
         return StatusCode::BAD_REQUEST;
+    }
+    if received
+        .slow_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        let ms = received.slow_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(u64::try_from(ms).unwrap_or(0))).await;
     }
     let failing = received.fail_first.load(Ordering::SeqCst);
     if failing > 0 {
@@ -198,6 +209,37 @@ async fn a_failing_webhook_is_retried_with_backoff_until_it_takes_the_order(db: 
     assert!(
         metrics.contains(r#"ordergate_delivery_attempts_total{result="delivered"} 1"#),
         "{metrics}"
+    );
+    app.stop().await;
+}
+
+/// A receiver slower than the 15 s limit: the attempt times out and is retried; a
+/// slow one within the limit is simply delivered.
+async fn a_webhook_that_times_out_is_retried_and_a_slow_one_is_waited_for(db: Db) {
+    let (addr, received) = receiver(0).await;
+    received.slow_first.store(1, Ordering::SeqCst);
+    received.slow_ms.store(16_000, Ordering::SeqCst);
+    let url = format!("http://{addr}/hook");
+    let app = spawn_app_with(db, &["--deliver", &url, "--deliver-secret", SECRET]).await;
+    let ids = place(&app, "timeout", 1).await;
+    until("delivered after the timeout", || {
+        received.orders().len() == 1
+    })
+    .await;
+    let delivery = settled(&app, &ids[0]).await;
+    assert_eq!(delivery["state"], "delivered", "{delivery}");
+    assert_eq!(
+        delivery["attempts"], 2,
+        "the timed-out attempt counts: {delivery}"
+    );
+    received.slow_first.store(1, Ordering::SeqCst);
+    received.slow_ms.store(2_000, Ordering::SeqCst);
+    let ids = place(&app, "slow", 1).await;
+    until("the slow one delivered", || received.orders().len() == 2).await;
+    let delivery = settled(&app, &ids[0]).await;
+    assert_eq!(
+        (delivery["state"].as_str(), delivery["attempts"].as_i64()),
+        (Some("delivered"), Some(1))
     );
     app.stop().await;
 }
@@ -379,6 +421,7 @@ on_each_backend!(
     a_webhook_gets_every_order_once_signed_and_the_state_says_delivered,
     a_failing_webhook_is_retried_with_backoff_until_it_takes_the_order,
     a_delivery_that_never_succeeds_fails_after_its_max_age,
+    a_webhook_that_times_out_is_retried_and_a_slow_one_is_waited_for,
     without_deliver_nothing_is_recorded_and_the_delivery_is_404,
     jetstream_gets_exactly_one_message_per_order,
     orders_taken_while_jetstream_is_down_are_delivered_when_it_is_back,
@@ -444,4 +487,114 @@ async fn kill_9_while_delivering_under_load_then_restart_delivers_every_acknowle
         counts.values().all(|&n| n == 1),
         "JetStream dedupes by Nats-Msg-Id"
     );
+}
+
+fn gateways_on(db: &crate::pg::TestDb, n: usize, hook: &str) -> Vec<process::Gateway> {
+    (0..n)
+        .map(|_| {
+            process::serve(process::command(&[
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                &db.url,
+                "--deliver",
+                hook,
+                "--deliver-secret",
+                SECRET,
+            ]))
+        })
+        .collect()
+}
+
+/// Three gateways deliver from one PostgreSQL database; one is killed mid-load. Every
+/// acknowledged order reaches the receiver; a few may arrive twice (at least once:
+/// the victim's batch in flight is sent again after its lease), and the test says how
+/// many did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_gateways_share_the_deliveries_and_a_killed_one_loses_none() {
+    let db = crate::pg::TestDb::create().await;
+    let (addr, received) = receiver(0).await;
+    let hook = format!("http://{addr}/hook");
+    let mut gws = gateways_on(&db, 3, &hook);
+    let urls: Vec<String> = gws.iter().map(|g| g.url("/orders")).collect();
+    let client = reqwest::Client::new();
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let load = {
+        let (client, urls, acked) = (client.clone(), urls.clone(), acked.clone());
+        tokio::spawn(async move {
+            for i in 0..1500 {
+                let url = &urls[i % urls.len()];
+                if let Some((201, _, body)) =
+                    process::post_order(&client, url, &format!("three-{i}")).await
+                {
+                    acked.lock().expect("acked").insert(order_id(&body));
+                }
+            }
+        })
+    };
+    until("deliveries under way", || received.orders().len() >= 200).await;
+    gws.remove(0).crash();
+    let _ = load.await;
+    let acked = acked.lock().expect("acked").clone();
+    assert!(
+        acked.len() > 1000,
+        "most orders were acknowledged: {}",
+        acked.len()
+    );
+    until("every acknowledged order delivered", || {
+        let got = received.orders();
+        acked.iter().all(|id| got.contains_key(id))
+    })
+    .await;
+    let twice = received.orders().values().filter(|&&n| n > 1).count();
+    eprintln!(
+        "three gateways, one killed: {} orders delivered, {twice} of them twice",
+        acked.len()
+    );
+    assert_eq!(received.bad_signatures.load(Ordering::SeqCst), 0);
+}
+
+/// The database goes away with deliveries pending: the deliverer waits, and delivers
+/// them all once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_delays_delivery_and_loses_nothing() {
+    let db = crate::pg::TestDb::create().await;
+    // The receiver refuses everything at first, so the orders stay pending.
+    let (addr, received) = receiver(usize::MAX).await;
+    let hook = format!("http://{addr}/hook");
+    let gws = gateways_on(&db, 1, &hook);
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let (status, _, body) =
+            process::post_order(&client, &gws[0].url("/orders"), &format!("out-{i}"))
+                .await
+                .expect("answer");
+        assert_eq!(status, 201);
+        ids.push(order_id(&body));
+    }
+    let admin = crate::pg::connect(&crate::pg::admin_url()).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+            db.name
+        ))
+        .await
+        .expect("cut the database off");
+    // Now the receiver takes orders, but the deliverer cannot lease any.
+    received.fail_first.store(0, Ordering::SeqCst);
+    gws[0].logged("leasing deliveries failed").await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            db.name
+        ))
+        .await
+        .expect("bring the database back");
+    until("every order delivered after the outage", || {
+        let got = received.orders();
+        ids.iter().all(|id| got.contains_key(id))
+    })
+    .await;
 }
