@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Delivery, measured on SQLite with the release build, loopback only:
+# 1. new orders with delivery to JetStream against delivery off (wrk -t1 -c32 -d10s,
+#    ROUNDS interleaved rounds, default 2);
+# 2. the delivery lag (delivered_at - accepted_at) at a steady load of half the
+#    measured intake with delivery on, p50/p99/max (`ordergate bench --rate`);
+# 3. the deliverer alone draining a backlog of BACKLOG pending orders (default
+#    1,000,000): to JetStream, and to a local webhook receiver (the bare handler,
+#    which answers 201 to every POST).
+# Runs a nats-server -js of its own on port 14222. Needs wrk, sqlite3, nats-server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+rounds=${ROUNDS:-2}
+backlog=${BACKLOG:-1000000}
+dir=target/bench-delivery
+build_into_empty "$dir"
+nats-server -js -a 127.0.0.1 -p 14222 -sd "$dir/nats" >/dev/null 2>&1 & nats=$!
+trap 'kill $nats 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true' EXIT
+sleep 0.5
+addr=127.0.0.1:18191
+
+serve() { # DB [FLAGS...]
+  local db=$1; shift
+  RUST_LOG=warn ./target/release/ordergate serve --listen $addr --database "sqlite://$db" "$@" \
+    2>>"$dir/server.log" & pid=$!
+  wait_up $addr
+}
+rps() { wrk -t1 -c32 -d10s -s bench/new-orders.lua "http://$addr/orders" | awk '/Requests\/sec/ {print $2}'; }
+
+echo "== 1. intake, delivery off vs on (JetStream)"
+for round in $(seq "$rounds"); do
+  serve "$dir/off-$round.db"; off=$(rps); kill $pid; wait $pid 2>/dev/null || true
+  serve "$dir/on-$round.db" --deliver nats://127.0.0.1:14222/bench; on=$(rps); kill $pid; wait $pid 2>/dev/null || true
+  echo "round $round: off $off req/s, on $on req/s, ratio $(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", a / b}')"
+  echo "$off" >>"$dir/off"; echo "$on" >>"$dir/on"
+done
+half=$(median <"$dir/on" | awk '{printf "%d", $1 / 2}')
+
+echo "== 2. delivery lag at half the intake with delivery on ($half orders/s, 20 s)"
+serve "$dir/lag.db" --deliver nats://127.0.0.1:14222/bench
+./target/release/ordergate bench --url "http://$addr" --scenario new --rate "$half" --duration 20s --json >"$dir/lag.json"
+sleep 2
+kill $pid; wait $pid 2>/dev/null || true
+sqlite3 "$dir/lag.db" "SELECT count(*) FROM orders WHERE delivery_state = 'delivered'" | sed 's/^/delivered: /'
+sqlite3 "$dir/lag.db" "SELECT delivered_at_ms - accepted_at_ms FROM orders WHERE delivery_state = 'delivered' ORDER BY 1" \
+  | awk '{v[NR] = $1} END {printf "lag ms: p50 %d, p99 %d, max %d\n", v[int(NR * 0.5)], v[int(NR * 0.99)], v[NR]}'
+
+drain() { # NAME DELIVER-URL [FLAGS...]
+  local name=$1; shift
+  local db="$dir/backlog-$name.db"
+  serve "$db"; kill $pid; wait $pid 2>/dev/null || true   # the schema
+  sqlite3 "$db" -cmd ".param set :n $backlog" <bench/fill.sql >/dev/null
+  sqlite3 "$db" "UPDATE orders SET delivery_state = 'pending', delivery_due_ms = 0; PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
+  local started=$(date +%s.%N)
+  serve "$db" --deliver "$@"
+  until [ "$(curl -s "http://$addr/metrics" | awk '/^ordergate_deliveries_pending / {print $2}')" = "0" ]; do sleep 0.5; done
+  local took=$(echo "$(date +%s.%N) - $started" | bc)
+  kill $pid; wait $pid 2>/dev/null || true
+  echo "$name: $backlog deliveries in ${took}s = $(echo "$backlog / $took" | bc) per second"
+}
+
+echo "== 3. the deliverer alone, from a backlog of $backlog pending orders"
+drain jetstream nats://127.0.0.1:14222/backlog
+./target/release/examples/bare_handler 127.0.0.1:18192 & bare=$!
+drain webhook http://127.0.0.1:18192/orders --deliver-secret whsec_YmVuY2htYXJr
+kill $bare
