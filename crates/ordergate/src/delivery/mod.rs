@@ -127,7 +127,7 @@ impl Deliverer {
     }
 
     /// Stops taking deliveries. A batch being sent is abandoned: nothing of it is
-    /// marked delivered, and its leases run out, so it is sent again later.
+    /// marked delivered, and it is due again at once (or when its lease runs out).
     pub async fn stop(self) {
         self.stop.cancel();
         if let Err(e) = self.task.await {
@@ -179,8 +179,10 @@ impl Work {
         let messages: Vec<Message> = leased.iter().map(|p| Message::new(p, now_ms)).collect();
         let sent = tokio::select! {
             sent = self.sink.send(&messages) => sent,
-            // Abandoned: the leases run out and the batch is sent again later.
-            () = self.stop.cancelled() => return Ok(0),
+            () = self.stop.cancelled() => {
+                self.release(&leased).await;
+                return Ok(0);
+            }
         };
         let done_ms = self.clock.now_ms();
         let results: Vec<DeliveryResult> = leased
@@ -226,6 +228,24 @@ impl Work {
             DeliveryResult::Failed { .. } => "failed",
         });
         result
+    }
+
+    /// Gives a batch abandoned at shutdown back at once, as an attempt that failed:
+    /// the next gateway (or the next start) sends it without waiting for the lease.
+    /// If the store cannot take it, the lease runs out all the same.
+    async fn release(&self, leased: &[PendingDelivery]) {
+        let now_ms = self.clock.now_ms();
+        let results = leased
+            .iter()
+            .map(|pending| DeliveryResult::Retry {
+                order_id: pending.order_id,
+                error: "abandoned at shutdown before the sink confirmed it".into(),
+                next_at_ms: now_ms,
+            })
+            .collect();
+        if let Err(e) = self.store.record_deliveries(results).await {
+            self.store_failed(&e, "releasing deliveries at shutdown");
+        }
     }
 
     async fn refresh_backlog(&self) {

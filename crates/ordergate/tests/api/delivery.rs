@@ -598,3 +598,59 @@ async fn a_database_outage_delays_delivery_and_loses_nothing() {
     })
     .await;
 }
+
+/// SIGTERM while a delivery is being sent: the process exits without marking it
+/// delivered, and the next start sends it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_in_flight_at_shutdown_is_abandoned_and_sent_after_the_restart() {
+    let (addr, received) = receiver(0).await;
+    received.slow_first.store(1, Ordering::SeqCst);
+    received.slow_ms.store(5_000, Ordering::SeqCst);
+    let hook = format!("http://{addr}/hook");
+    let dir = tempfile::tempdir().expect("dir");
+    let db = process::sqlite_url(dir.path());
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &db,
+        "--deliver",
+        &hook,
+        "--deliver-secret",
+        SECRET,
+    ];
+    let gw = process::serve(process::command(&args));
+    let client = reqwest::Client::new();
+    let (status, _, body) = process::post_order(&client, &gw.url("/orders"), "at-shutdown")
+        .await
+        .expect("answer");
+    assert_eq!(status, 201);
+    let id = order_id(&body);
+    until("the delivery is being sent", || {
+        received.requests.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    gw.signal("TERM");
+    let exited = gw.wait(Duration::from_secs(4));
+    assert!(
+        exited.success(),
+        "exited 0 without waiting for the slow receiver"
+    );
+    let pending = std::process::Command::new("sqlite3")
+        .arg(dir.path().join("ordergate.db"))
+        .arg(format!(
+            "SELECT delivery_state FROM orders WHERE order_id = '{id}'"
+        ))
+        .output()
+        .expect("sqlite3");
+    assert_eq!(
+        String::from_utf8_lossy(&pending.stdout).trim(),
+        "pending",
+        "not marked delivered"
+    );
+    let _again = process::serve(process::command(&args));
+    until("sent again after the restart", || {
+        received.by_order.lock().expect("seen").contains_key(&id)
+    })
+    .await;
+}
