@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Delivery, measured on SQLite with the release build, loopback only:
-# 1. new orders with delivery to JetStream against delivery off (wrk -t1 -c32 -d10s,
-#    ROUNDS interleaved rounds, default 2);
+# 1. new orders with delivery to JetStream against delivery off, and with the sink
+#    down (wrk -t1 -c32 -d10s, ROUNDS interleaved rounds, default 2);
 # 2. the delivery lag (delivered_at - accepted_at) at a steady load of half the
 #    measured intake with delivery on, p50/p99/max (`ordergate bench --rate`);
 # 3. the deliverer alone draining a backlog of BACKLOG pending orders (default
@@ -35,7 +35,9 @@ echo "== 1. intake, delivery off vs on (JetStream)"
 for round in $(seq "$rounds"); do
   serve "$dir/off-$round.db"; off=$(rps); kill $pid; wait $pid 2>/dev/null || true
   serve "$dir/on-$round.db" --deliver nats://127.0.0.1:14222/bench; on=$(rps); kill $pid; wait $pid 2>/dev/null || true
-  echo "round $round: off $off req/s, on $on req/s, ratio $(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", a / b}')"
+  # Nothing listens on 14299: the sink is down for the whole run.
+  serve "$dir/down-$round.db" --deliver nats://127.0.0.1:14299/bench; down=$(rps); kill $pid; wait $pid 2>/dev/null || true
+  echo "round $round: off $off req/s, on $on req/s (ratio $(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", a / b}')), sink down $down req/s (ratio $(awk -v a="$down" -v b="$off" 'BEGIN {printf "%.2f", a / b}'))"
   echo "$off" >>"$dir/off"; echo "$on" >>"$dir/on"
 done
 half=$(median <"$dir/on" | awk '{printf "%d", $1 / 2}')

@@ -29,7 +29,7 @@ pub use nats::JetStream;
 pub use webhook::Webhook;
 
 /// Deliveries leased and sent at once.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 /// How long a leased delivery is this gateway's before others may take it.
 const LEASE_MS: i64 = 30_000;
 /// The pause when nothing is due, and after a store failure.

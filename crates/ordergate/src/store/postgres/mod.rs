@@ -208,11 +208,14 @@ impl Store for PostgresStore {
     async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        let mut delivered: Vec<Uuid> = Vec::new();
+        let mut delivered_at_ms = 0_i64;
         for result in &results {
             match result {
                 DeliveryResult::Delivered { order_id, at_ms } => {
-                    let stmt = tx.prepare_cached(sql::DELIVERED).await?;
-                    tx.execute(&stmt, &[order_id, at_ms]).await?
+                    delivered.push(*order_id);
+                    delivered_at_ms = delivered_at_ms.max(*at_ms);
+                    0
                 }
                 DeliveryResult::Retry {
                     order_id,
@@ -227,6 +230,10 @@ impl Store for PostgresStore {
                     tx.execute(&stmt, &[order_id, error]).await?
                 }
             };
+        }
+        if !delivered.is_empty() {
+            let stmt = tx.prepare_cached(sql::DELIVERED).await?;
+            tx.execute(&stmt, &[&delivered, &delivered_at_ms]).await?;
         }
         tx.commit().await?;
         Ok(())

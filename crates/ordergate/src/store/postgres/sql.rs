@@ -113,10 +113,11 @@ pub const LEASE_DELIVERIES: &str = "
         ORDER BY delivery_due_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
     RETURNING order_id, sequence, tenant, body, accepted_at_ms, delivery_attempts";
 
+/// Marks the orders of the array $1 delivered at $2: one statement a batch.
 pub const DELIVERED: &str = "
     UPDATE orders SET delivery_state = 'delivered', delivery_attempts = delivery_attempts + 1,
         delivery_error = NULL, delivered_at_ms = $2, delivery_due_ms = NULL
-    WHERE order_id = $1 AND delivery_state = 'pending'";
+    WHERE order_id = ANY($1::uuid[]) AND delivery_state = 'pending'";
 
 pub const RETRY_DELIVERY: &str = "
     UPDATE orders SET delivery_attempts = delivery_attempts + 1, delivery_error = $2,

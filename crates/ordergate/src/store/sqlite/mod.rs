@@ -339,23 +339,21 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    /// One process per file means one deliverer, which sends a batch before it asks
+    /// for the next: the due rows are read, not leased (see [`sql::DUE_DELIVERIES`]).
     async fn lease_deliveries(
         &self,
         limit: usize,
         now_ms: i64,
-        lease_until_ms: i64,
+        _lease_until_ms: i64,
     ) -> Result<Vec<PendingDelivery>, StoreError> {
-        self.write(move |conn| sql::lease_deliveries(conn, limit, now_ms, lease_until_ms))
+        self.read(move |conn| sql::due_deliveries(conn, limit, now_ms))
             .await
     }
 
     async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> Result<(), StoreError> {
-        self.write(move |conn| {
-            results
-                .iter()
-                .try_for_each(|result| sql::record_delivery(conn, result))
-        })
-        .await
+        self.write(move |conn| sql::record_deliveries(conn, &results))
+            .await
     }
 
     async fn delivery_status(
