@@ -49,15 +49,25 @@ pub async fn find_by_id(
 ) -> Response {
     let started = Instant::now();
     let found = async {
-        let tenant = intake::tenant(&state.auth, &headers)?;
-        // An id that is not even UTF-8 (`%FF`) is as unknown as any other.
-        let Ok(Path(id)) = id else {
-            return Err(ApiError::NotFound);
-        };
-        let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+        let (tenant, id) = tenant_and_order(&state, &headers, id)?;
         Ok(state.gateway.lookup_by_id(&tenant, id).await?)
     };
     lookup_response(&state, found.await, started)
+}
+
+/// The caller's tenant and the order id of the path.
+fn tenant_and_order(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<(String, Uuid), ApiError> {
+    let tenant = intake::tenant(&state.auth, headers)?;
+    // An id that is not even UTF-8 (`%FF`) is as unknown as any other.
+    let Ok(Path(id)) = id else {
+        return Err(ApiError::NotFound);
+    };
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    Ok((tenant, id))
 }
 
 /// `GET /orders/{orderId}/delivery`: where the order's delivery stands.
@@ -68,11 +78,7 @@ pub async fn delivery(
 ) -> Response {
     let started = Instant::now();
     let found = async {
-        let tenant = intake::tenant(&state.auth, &headers)?;
-        let Ok(Path(id)) = id else {
-            return Err(ApiError::NotFound);
-        };
-        let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+        let (tenant, id) = tenant_and_order(&state, &headers, id)?;
         let status = state.gateway.delivery(&tenant, id).await?;
         Ok(status.map(|status| delivery_json(&status)))
     };
