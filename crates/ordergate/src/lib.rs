@@ -12,9 +12,11 @@
 //!   in-process claims and the replay cache; lookups, readiness, and closing.
 //! - [`inflight`]: keys being placed by this process, so same-key retries wait.
 //! - [`replay_cache`]: a bounded cache of finished answers for replays.
+//! - [`delivery`]: the outbox's deliverer and its sinks (NATS JetStream, webhooks).
 //! - [`store`]: the storage trait and its backends (`store::sqlite`, `store::postgres`).
 //! - [`http`]: router, handlers, and the one mapping of errors to problem+json.
-//! - [`server`]: accept loop, connection limits, graceful shutdown, background purge.
+//! - [`server`]: accept loop and connection limits (`server::accept`), signals,
+//!   graceful shutdown, background purge.
 //! - [`telemetry`]: tracing set-up and Prometheus metrics.
 //! - [`clock`]: time behind a trait, for tests.
 
