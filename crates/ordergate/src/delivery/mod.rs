@@ -207,6 +207,7 @@ impl Work {
         let result = match sent {
             Ok(()) => DeliveryResult::Delivered {
                 order_id,
+                sequence: pending.sequence,
                 at_ms: now_ms,
             },
             Err(error) if now_ms.saturating_sub(pending.accepted_at_ms) >= self.max_age_ms => {

@@ -183,8 +183,10 @@ pub struct PendingDelivery {
 /// What came of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryResult {
+    /// `sequence` as leased: SQLite finds the row by it (its rowid).
     Delivered {
         order_id: Uuid,
+        sequence: i64,
         at_ms: i64,
     },
     /// Not delivered: tried again at `next_at_ms`.
@@ -194,10 +196,7 @@ pub enum DeliveryResult {
         next_at_ms: i64,
     },
     /// Given up (past `--deliver-max-age`).
-    Failed {
-        order_id: Uuid,
-        error: String,
-    },
+    Failed { order_id: Uuid, error: String },
 }
 
 /// The answer of `GET /orders/{id}/delivery`.

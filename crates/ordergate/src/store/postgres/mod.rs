@@ -212,7 +212,9 @@ impl Store for PostgresStore {
         let mut delivered_at_ms = 0_i64;
         for result in &results {
             match result {
-                DeliveryResult::Delivered { order_id, at_ms } => {
+                DeliveryResult::Delivered {
+                    order_id, at_ms, ..
+                } => {
                     delivered.push(*order_id);
                     delivered_at_ms = delivered_at_ms.max(*at_ms);
                     0

@@ -35,11 +35,12 @@ pub const DUE_DELIVERIES: &str = "
     WHERE delivery_state = 'pending' AND delivery_due_ms <= ?1
     ORDER BY delivery_due_ms LIMIT ?2";
 
-/// Marks the orders of the JSON array ?1 delivered at ?2: one statement a batch.
+/// Marks the orders whose rowids are in the JSON array ?1 delivered at ?2: one
+/// statement a batch, each row found by its rowid.
 pub const DELIVERED: &str = "
     UPDATE orders SET delivery_state = 'delivered', delivery_attempts = delivery_attempts + 1,
         delivery_error = NULL, delivered_at_ms = ?2, delivery_due_ms = NULL
-    WHERE order_id IN (SELECT value FROM json_each(?1)) AND delivery_state = 'pending'";
+    WHERE rowid IN (SELECT value FROM json_each(?1)) AND delivery_state = 'pending'";
 
 pub const RETRY_DELIVERY: &str = "
     UPDATE orders SET delivery_attempts = delivery_attempts + 1, delivery_error = ?2,
@@ -173,12 +174,14 @@ pub fn due_deliveries(
 
 /// Records a batch's results: the delivered ones together, the others one by one.
 pub fn record_deliveries(conn: &Connection, results: &[DeliveryResult]) -> Result<(), StoreError> {
-    let mut delivered: Vec<String> = Vec::new();
+    let mut delivered: Vec<i64> = Vec::new();
     let mut delivered_at_ms = 0;
     for result in results {
         match result {
-            DeliveryResult::Delivered { order_id, at_ms } => {
-                delivered.push(order_id.to_string());
+            DeliveryResult::Delivered {
+                sequence, at_ms, ..
+            } => {
+                delivered.push(*sequence);
                 delivered_at_ms = delivered_at_ms.max(*at_ms);
             }
             other => record_delivery(conn, other)?,
@@ -194,9 +197,11 @@ pub fn record_deliveries(conn: &Connection, results: &[DeliveryResult]) -> Resul
 
 fn record_delivery(conn: &Connection, result: &DeliveryResult) -> Result<(), StoreError> {
     match result {
-        DeliveryResult::Delivered { order_id, at_ms } => conn
+        DeliveryResult::Delivered {
+            sequence, at_ms, ..
+        } => conn
             .prepare_cached(DELIVERED)?
-            .execute(params![format!("[\"{order_id}\"]"), at_ms])?,
+            .execute(params![format!("[{sequence}]"), at_ms])?,
         DeliveryResult::Retry {
             order_id,
             error,
