@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
@@ -100,7 +100,9 @@ impl Tls {
         let config = match self.mode {
             Mode::Prefer | Mode::Require => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unchecked(algorithms(&provider))))
+                .with_custom_certificate_verifier(Arc::new(Unchecked(
+                    provider.signature_verification_algorithms,
+                )))
                 .with_no_client_auth(),
             Mode::VerifyCa => {
                 let full = WebPkiServerVerifier::builder_with_provider(self.roots()?, provider)
@@ -111,6 +113,7 @@ impl Tls {
                     .with_custom_certificate_verifier(Arc::new(AnyName(full)))
                     .with_no_client_auth()
             }
+            // (Disable returned above.)
             Mode::Disable | Mode::VerifyFull => builder
                 .with_root_certificates(self.roots()?)
                 .with_no_client_auth(),
@@ -153,10 +156,6 @@ fn parse_mode(value: &str) -> Result<Mode, TlsError> {
         "verify-full" => Mode::VerifyFull,
         other => return Err(TlsError::Mode(other.to_owned())),
     })
-}
-
-fn algorithms(provider: &CryptoProvider) -> WebPkiSupportedAlgorithms {
-    provider.signature_verification_algorithms
 }
 
 /// `prefer` and `require`: encrypted, but any certificate is taken (libpq's meaning).
