@@ -33,9 +33,34 @@ async fn every_setting_can_come_from_the_environment() {
         .env("ORDERGATE_MAX_BODY", "100")
         .env("ORDERGATE_RESULT_TTL", "1h")
         .env("ORDERGATE_LEASE_TTL", "5s")
-        .env("ORDERGATE_SHUTDOWN_TIMEOUT", "2s");
+        .env("ORDERGATE_SHUTDOWN_TIMEOUT", "2s")
+        // Nothing listens on port 9: the delivery stays pending, and says so.
+        .env("ORDERGATE_DELIVER", "http://127.0.0.1:9/hook")
+        .env("ORDERGATE_DELIVER_SECRET", "whsec_c2VjcmV0")
+        .env("ORDERGATE_DELIVER_MAX_AGE", "1h");
     let gw = process::serve(cmd);
     assert_eq!(post(&gw, Some("t-acme"), "e1", ORDER).await, 201);
+    let found = client()
+        .get(gw.url("/orders?idempotencyKey=e1"))
+        .bearer_auth("t-acme")
+        .send()
+        .await
+        .expect("sent");
+    let order: serde_json::Value = found.json().await.expect("order");
+    let delivery = client()
+        .get(gw.url(&format!(
+            "/orders/{}/delivery",
+            order["orderId"].as_str().expect("id")
+        )))
+        .bearer_auth("t-acme")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        delivery.status(),
+        200,
+        "ORDERGATE_DELIVER turned delivery on"
+    );
     assert_eq!(post(&gw, Some("t-globex"), "e1", ORDER).await, 201);
     assert_eq!(post(&gw, None, "e2", ORDER).await, 401);
     let big = format!("{ORDER}{}", " ".repeat(100));
@@ -336,7 +361,11 @@ fn help_lists_every_flag() {
         "--lease-ttl",
         "--max-body",
         "--shutdown-timeout",
+        "--deliver",
+        "--deliver-secret",
+        "--deliver-max-age",
         "ORDERGATE_API_KEYS_FILE",
+        "ORDERGATE_DELIVER_MAX_AGE",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
