@@ -199,6 +199,38 @@ pub enum DeliveryResult {
     Failed { order_id: Uuid, error: String },
 }
 
+/// A batch's delivered results, written by one statement, apart from the others
+/// (retries and failures), written one by one: the split both backends make.
+#[derive(Debug, Default)]
+pub struct DeliveredBatch {
+    pub order_ids: Vec<Uuid>,
+    pub sequences: Vec<i64>,
+    /// The latest confirmation time of the batch.
+    pub at_ms: i64,
+}
+
+impl DeliveredBatch {
+    pub fn split(results: &[DeliveryResult]) -> (Self, Vec<&DeliveryResult>) {
+        let mut delivered = Self::default();
+        let mut others = Vec::new();
+        for result in results {
+            match result {
+                DeliveryResult::Delivered {
+                    order_id,
+                    sequence,
+                    at_ms,
+                } => {
+                    delivered.order_ids.push(*order_id);
+                    delivered.sequences.push(*sequence);
+                    delivered.at_ms = delivered.at_ms.max(*at_ms);
+                }
+                other => others.push(other),
+            }
+        }
+        (delivered, others)
+    }
+}
+
 /// The answer of `GET /orders/{id}/delivery`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryStatus {

@@ -23,8 +23,8 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use super::{
-    Backlog, DeliveryResult, DeliveryStatus, NewOrder, PendingDelivery, RecordRow, Store,
-    StoreError,
+    Backlog, DeliveredBatch, DeliveryResult, DeliveryStatus, NewOrder, PendingDelivery, RecordRow,
+    Store, StoreError,
 };
 
 /// Connections per gateway process.
@@ -208,17 +208,9 @@ impl Store for PostgresStore {
     async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let mut delivered: Vec<Uuid> = Vec::new();
-        let mut delivered_at_ms = 0_i64;
-        for result in &results {
+        let (delivered, others) = DeliveredBatch::split(&results);
+        for result in others {
             match result {
-                DeliveryResult::Delivered {
-                    order_id, at_ms, ..
-                } => {
-                    delivered.push(*order_id);
-                    delivered_at_ms = delivered_at_ms.max(*at_ms);
-                    0
-                }
                 DeliveryResult::Retry {
                     order_id,
                     error,
@@ -231,11 +223,14 @@ impl Store for PostgresStore {
                     let stmt = tx.prepare_cached(sql::FAILED_DELIVERY).await?;
                     tx.execute(&stmt, &[order_id, error]).await?
                 }
+                // Written with the rest of its batch, below.
+                DeliveryResult::Delivered { .. } => 0,
             };
         }
-        if !delivered.is_empty() {
+        if !delivered.order_ids.is_empty() {
             let stmt = tx.prepare_cached(sql::DELIVERED).await?;
-            tx.execute(&stmt, &[&delivered, &delivered_at_ms]).await?;
+            tx.execute(&stmt, &[&delivered.order_ids, &delivered.at_ms])
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -6,7 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use crate::store::{
-    Backlog, DeliveryResult, DeliveryStatus, NewOrder, PendingDelivery, RecordRow, StoreError,
+    Backlog, DeliveredBatch, DeliveryResult, DeliveryStatus, NewOrder, PendingDelivery, RecordRow,
+    StoreError,
 };
 
 /// Takes the key unless it has a live record; an expired record is taken over.
@@ -174,34 +175,20 @@ pub fn due_deliveries(
 
 /// Records a batch's results: the delivered ones together, the others one by one.
 pub fn record_deliveries(conn: &Connection, results: &[DeliveryResult]) -> Result<(), StoreError> {
-    let mut delivered: Vec<i64> = Vec::new();
-    let mut delivered_at_ms = 0;
-    for result in results {
-        match result {
-            DeliveryResult::Delivered {
-                sequence, at_ms, ..
-            } => {
-                delivered.push(*sequence);
-                delivered_at_ms = delivered_at_ms.max(*at_ms);
-            }
-            other => record_delivery(conn, other)?,
-        }
+    let (delivered, others) = DeliveredBatch::split(results);
+    for result in others {
+        record_retry_or_failure(conn, result)?;
     }
-    if !delivered.is_empty() {
-        let ids = serde_json::to_string(&delivered).unwrap_or_default();
+    if !delivered.sequences.is_empty() {
+        let rowids = serde_json::to_string(&delivered.sequences).unwrap_or_default();
         conn.prepare_cached(DELIVERED)?
-            .execute(params![ids, delivered_at_ms])?;
+            .execute(params![rowids, delivered.at_ms])?;
     }
     Ok(())
 }
 
-fn record_delivery(conn: &Connection, result: &DeliveryResult) -> Result<(), StoreError> {
+fn record_retry_or_failure(conn: &Connection, result: &DeliveryResult) -> Result<(), StoreError> {
     match result {
-        DeliveryResult::Delivered {
-            sequence, at_ms, ..
-        } => conn
-            .prepare_cached(DELIVERED)?
-            .execute(params![format!("[{sequence}]"), at_ms])?,
         DeliveryResult::Retry {
             order_id,
             error,
@@ -214,6 +201,8 @@ fn record_delivery(conn: &Connection, result: &DeliveryResult) -> Result<(), Sto
         DeliveryResult::Failed { order_id, error } => conn
             .prepare_cached(FAILED_DELIVERY)?
             .execute(params![order_id.to_string(), error])?,
+        // Written with the rest of its batch.
+        DeliveryResult::Delivered { .. } => 0,
     };
     Ok(())
 }
