@@ -110,6 +110,12 @@ async fn receive(
     StatusCode::NO_CONTENT
 }
 
+/// A gateway that delivers to the receiver at `addr`.
+async fn delivering_to(db: Db, addr: SocketAddr) -> TestApp {
+    let url = format!("http://{addr}/hook");
+    spawn_app_with(db, &["--deliver", &url, "--deliver-secret", SECRET]).await
+}
+
 /// Waits (up to 60 s) until `done` holds.
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..6000 {
@@ -153,8 +159,7 @@ async fn settled(app: &TestApp, id: &str) -> serde_json::Value {
 
 async fn a_webhook_gets_every_order_once_signed_and_the_state_says_delivered(db: Db) {
     let (addr, received) = receiver(0).await;
-    let url = format!("http://{addr}/hook");
-    let app = spawn_app_with(db, &["--deliver", &url, "--deliver-secret", SECRET]).await;
+    let app = delivering_to(db, addr).await;
     let ids = place(&app, "hook", 20).await;
     until("all delivered", || received.orders().len() == ids.len()).await;
     assert_eq!(received.bad_signatures.load(Ordering::SeqCst), 0);
@@ -183,8 +188,7 @@ async fn a_webhook_gets_every_order_once_signed_and_the_state_says_delivered(db:
 
 async fn a_failing_webhook_is_retried_with_backoff_until_it_takes_the_order(db: Db) {
     let (addr, received) = receiver(3).await;
-    let url = format!("http://{addr}/hook");
-    let app = spawn_app_with(db, &["--deliver", &url, "--deliver-secret", SECRET]).await;
+    let app = delivering_to(db, addr).await;
     let ids = place(&app, "retry", 1).await;
     until("delivered after the failures", || {
         received.orders().len() == 1
@@ -219,8 +223,7 @@ async fn a_webhook_that_times_out_is_retried_and_a_slow_one_is_waited_for(db: Db
     let (addr, received) = receiver(0).await;
     received.slow_first.store(1, Ordering::SeqCst);
     received.slow_ms.store(16_000, Ordering::SeqCst);
-    let url = format!("http://{addr}/hook");
-    let app = spawn_app_with(db, &["--deliver", &url, "--deliver-secret", SECRET]).await;
+    let app = delivering_to(db, addr).await;
     let ids = place(&app, "timeout", 1).await;
     until("delivered after the timeout", || {
         received.orders().len() == 1
@@ -573,25 +576,11 @@ async fn a_database_outage_delays_delivery_and_loses_nothing() {
         assert_eq!(status, 201);
         ids.push(order_id(&body));
     }
-    let admin = crate::pg::connect(&crate::pg::admin_url()).await;
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
-            db.name
-        ))
-        .await
-        .expect("cut the database off");
+    db.cut_off().await;
     // Now the receiver takes orders, but the deliverer cannot lease any.
     received.fail_first.store(0, Ordering::SeqCst);
     gws[0].logged("leasing deliveries failed").await;
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-            db.name
-        ))
-        .await
-        .expect("bring the database back");
+    db.bring_back().await;
     until("every order delivered after the outage", || {
         let got = received.orders();
         ids.iter().all(|id| got.contains_key(id))

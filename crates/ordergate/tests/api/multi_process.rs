@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 
 use crate::helpers::ORDER;
-use crate::pg::{TestDb, connect};
+use crate::pg::TestDb;
 use crate::process::{self, Gateway, post_order as post};
 
 fn gateways(db: &TestDb, n: usize, extra: &[&str]) -> Vec<Gateway> {
@@ -223,33 +223,19 @@ async fn a_database_outage_gives_503_then_the_pool_reconnects_and_retries_place_
     let gws = gateways(&db, 1, &[]);
     let gw = &gws[0];
     let client = reqwest::Client::new();
-    let admin = connect(&crate::pg::admin_url()).await;
     let mut seen: Vec<(String, Option<Bytes>)> = Vec::new();
     let mut saw_503 = false;
     let mut ready_during_outage = None;
     for round in 0..30 {
         if round == 10 {
-            admin
-                .batch_execute(&format!(
-                    "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
-                     SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
-                    db.name
-                ))
-                .await
-                .expect("cut the database off");
+            db.cut_off().await;
         }
         if round == 15 {
             let ready = client.get(gw.url("/readyz")).send().await.expect("readyz");
             ready_during_outage = Some(ready.status().as_u16());
         }
         if round == 20 {
-            admin
-                .batch_execute(&format!(
-                    "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-                    db.name
-                ))
-                .await
-                .expect("bring the database back");
+            db.bring_back().await;
         }
         let keys: Vec<String> = (0..8).map(|c| format!("outage-{round}-{c}")).collect();
         let answers = join_all(keys.iter().map(|key| {

@@ -46,6 +46,31 @@ impl TestDb {
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url).await
     }
+
+    /// An outage of this database: new connections refused, open ones ended.
+    pub async fn cut_off(&self) {
+        connect(&admin_url())
+            .await
+            .batch_execute(&format!(
+                "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+                self.name
+            ))
+            .await
+            .expect("cut the database off");
+    }
+
+    /// The end of the outage.
+    pub async fn bring_back(&self) {
+        connect(&admin_url())
+            .await
+            .batch_execute(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+                self.name
+            ))
+            .await
+            .expect("bring the database back");
+    }
 }
 
 impl Drop for TestDb {
