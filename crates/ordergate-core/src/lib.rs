@@ -13,14 +13,27 @@
 //!   outcomes.
 //! - [`submission`]: one `POST /orders` as a state machine: facts in, next step out.
 //! - [`problem`]: the contract's error codes and their problem+json shape.
+//! - [`refusal`]: every way a request is refused, and its problem.
+//! - [`answer`]: HTTP answers as data (status, headers, body) for either build.
+//! - [`intake`]: the HTTP-level checks of a request, in the contract's order.
+//! - [`legacy`]: replays of the old worker's stored answers during the switch-over.
+//! - [`tokens`]: `TENANT:TOKEN` keys and the constant-time token lookup.
+//! - [`settings`]: durations and limits, parsed and bounded once for both builds.
 
+pub mod answer;
+pub mod intake;
 pub mod json;
 pub mod key;
+pub mod legacy;
 pub mod order;
 pub mod problem;
 pub mod protocol;
+pub mod refusal;
+pub mod settings;
 pub mod submission;
+pub mod tokens;
 
+pub use answer::Answer;
 pub use key::{IdempotencyKey, KeyError, ScopedKey};
 pub use order::{InvalidOrder, Order, OrderRequest};
 pub use problem::{ErrorCode, Problem};
@@ -28,6 +41,7 @@ pub use protocol::{
     Fingerprint, FinishedRecord, LiveRecord, Outcome, Payload, Placement, RETRY_AFTER_SECONDS,
     RetryVerdict, StoredResponse,
 };
+pub use refusal::Refusal;
 pub use submission::{
     CacheHit, Conclusion, Fact, IN_FLIGHT_WAIT_MS, Limits, OrderToPlace, Remember, Step, Submission,
 };

@@ -209,8 +209,13 @@ impl Order {
 
     /// Where the order can be read back.
     pub fn location(&self) -> String {
-        format!("/orders/{}", self.order_id)
+        location_of(&self.order_id.to_string())
     }
+}
+
+/// The `Location` of an order id.
+pub fn location_of(order_id: &str) -> String {
+    format!("/orders/{order_id}")
 }
 
 /// RFC 3339 UTC with milliseconds, as JavaScript's `toISOString` writes it.

@@ -3,48 +3,12 @@
 //! Tokens are compared in constant time (as SHA-256 digests, so lengths leak nothing
 //! either) and never logged. The key file can be re-read at run time (SIGHUP).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-/// The tenant of every request in open mode.
-pub const OPEN_MODE_TENANT: &str = "default";
-
-/// One `TENANT:TOKEN` pair.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey {
-    pub tenant: String,
-    token: String,
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiKey({}:<redacted>)", self.tenant)
-    }
-}
-
-impl std::str::FromStr for ApiKey {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (tenant, token) = s
-            .trim()
-            .split_once(':')
-            .ok_or("an API key is TENANT:TOKEN")?;
-        let printable = |s: &str| !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b));
-        if !printable(tenant) || !printable(token) {
-            return Err("tenant and token must be non-empty printable ASCII without spaces".into());
-        }
-        Ok(Self {
-            tenant: tenant.to_owned(),
-            token: token.to_owned(),
-        })
-    }
-}
+pub use ordergate_core::tokens::{ApiKey, OPEN_MODE_TENANT};
+use ordergate_core::tokens::{SharedToken, TokenTable};
 
 /// Why the token configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -60,64 +24,10 @@ pub enum AuthError {
         line: usize,
         reason: String,
     },
-    #[error("one token is given to two tenants ({0} and {1})")]
-    SharedToken(String, String),
+    #[error(transparent)]
+    SharedToken(#[from] SharedToken),
     #[error("{} holds no API key", .0.display())]
     NoKeys(PathBuf),
-}
-
-/// Digests of the known tokens with their tenants, found by the digest's first eight
-/// bytes: a lookup costs the same for one tenant or a hundred thousand, and so does
-/// a wrong token. The whole digest is then compared in constant time; timing can
-/// only tell about digests, which nobody can aim at a token.
-#[derive(Default)]
-struct TokenTable(HashMap<u64, Vec<Entry>>);
-
-/// A token's digest and its tenant.
-type Entry = ([u8; 32], Arc<str>);
-
-impl TokenTable {
-    /// Builds the table in one pass over the keys.
-    fn build(keys: &[ApiKey]) -> Result<Self, AuthError> {
-        let mut table = Self(HashMap::with_capacity(keys.len()));
-        for key in keys {
-            let digest = digest(key.token.as_bytes());
-            let bucket = table.0.entry(bucket_of(&digest)).or_default();
-            match bucket.iter().find(|(d, _)| *d == digest) {
-                Some((_, t)) if **t != *key.tenant => {
-                    return Err(AuthError::SharedToken(t.to_string(), key.tenant.clone()));
-                }
-                Some(_) => {}
-                None => bucket.push((digest, key.tenant.as_str().into())),
-            }
-        }
-        Ok(table)
-    }
-
-    fn len(&self) -> usize {
-        self.0.values().map(Vec::len).sum()
-    }
-
-    fn tenant_for(&self, token: &[u8]) -> Option<String> {
-        let digest = digest(token);
-        let mut found = None;
-        for (known, tenant) in self.0.get(&bucket_of(&digest))? {
-            if bool::from(known.ct_eq(&digest)) {
-                found = Some(tenant);
-            }
-        }
-        found.map(|tenant| tenant.to_string())
-    }
-}
-
-fn digest(token: &[u8]) -> [u8; 32] {
-    Sha256::digest(token).into()
-}
-
-fn bucket_of(digest: &[u8; 32]) -> u64 {
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_le_bytes(first)
 }
 
 /// The authenticator: fixed keys from the command line plus an optional key file.
@@ -195,24 +105,13 @@ impl Auth {
         if self.is_open() {
             return Some(OPEN_MODE_TENANT.to_owned());
         }
-        let token = bearer_token(authorization?)?;
         let table = self
             .table
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        table.tenant_for(token)
+        table.tenant_for_header(authorization)
     }
-}
-
-/// `Bearer <token>`, scheme case-insensitive (RFC 9110 §11.1).
-fn bearer_token(header: &[u8]) -> Option<&[u8]> {
-    let (scheme, rest) = header.split_at_checked(7)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
-        return None;
-    }
-    let token = rest.trim_ascii();
-    (!token.is_empty()).then_some(token)
 }
 
 fn read_keys_file(path: &Path) -> Result<Vec<ApiKey>, AuthError> {

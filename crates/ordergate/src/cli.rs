@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use ordergate_core::settings::{
+    MAX_BODY_LIMIT, check_lease_within_result, lease_ttl, result_ttl, shutdown_timeout,
+};
 
 use crate::auth::ApiKey;
 
@@ -69,7 +72,7 @@ pub struct ServeArgs {
     pub lease_ttl: Duration,
 
     /// Largest accepted request body, in bytes: from 1 to 1048576 (1 MiB).
-    #[arg(long, env = "ORDERGATE_MAX_BODY", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    #[arg(long, env = "ORDERGATE_MAX_BODY", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=MAX_BODY_LIMIT))]
     pub max_body: u64,
 
     /// Where accepted orders are delivered: nats://HOST:PORT/SUBJECT (JetStream) or
@@ -100,47 +103,12 @@ impl ServeArgs {
                 .ok_or("a webhook (--deliver http(s)://…) needs --deliver-secret whsec_…")?;
             crate::delivery::webhook_secret_ok(secret)?;
         }
-        if self.lease_ttl >= self.result_ttl {
-            return Err(format!(
-                "--lease-ttl ({}) must be shorter than --result-ttl ({}): a request may not \
-                 outlive the record it creates",
-                humantime::format_duration(self.lease_ttl),
-                humantime::format_duration(self.result_ttl)
-            ));
-        }
-        Ok(())
+        check_lease_within_result(
+            self.lease_ttl,
+            self.result_ttl,
+            ("--lease-ttl", "--result-ttl"),
+        )
     }
-}
-
-const SECOND: Duration = Duration::from_secs(1);
-const HOUR: Duration = Duration::from_secs(3600);
-const DAY: Duration = Duration::from_secs(86_400);
-
-fn result_ttl(s: &str) -> Result<Duration, String> {
-    duration_within(s, (SECOND, "1s"), (DAY * 365, "365d"))
-}
-
-fn lease_ttl(s: &str) -> Result<Duration, String> {
-    duration_within(s, (Duration::from_millis(100), "100ms"), (HOUR, "1h"))
-}
-
-fn shutdown_timeout(s: &str) -> Result<Duration, String> {
-    duration_within(s, (Duration::ZERO, "0s"), (HOUR, "1h"))
-}
-
-/// A duration such as `30s`, `5m` or `1h 30m`, from `min` to `max` (each with the
-/// way it is written).
-fn duration_within(
-    s: &str,
-    (min, min_text): (Duration, &str),
-    (max, max_text): (Duration, &str),
-) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("{e} (write durations like 500ms, 30s, 5m, 24h, 7d)"))?;
-    if d < min || d > max {
-        return Err(format!("must be from {min_text} to {max_text}"));
-    }
-    Ok(d)
 }
 
 /// Where accepted orders go, from the URL scheme.
@@ -362,7 +330,7 @@ mod tests {
             assert!(parsed.is_err(), "{value}");
         }
         assert_eq!(lease_ttl("100ms"), Ok(Duration::from_millis(100)));
-        assert_eq!(result_ttl("365d"), Ok(DAY * 365));
+        assert_eq!(result_ttl("365d"), Ok(Duration::from_secs(86_400 * 365)));
         for url in [
             "postgres://u:s3cr3t@h/db",
             "postgresql://u:s3cr3t@h1,h2:5433/db",

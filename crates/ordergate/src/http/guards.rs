@@ -10,10 +10,12 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http_body::{Frame, SizeHint};
 
-use super::ApiError;
+use ordergate_core::Refusal;
+
+use super::refusal_response;
 
 /// The largest header section answered normally; larger ones get 431 as
 /// problem+json. (Past the server's read buffer, 64 KiB, hyper answers 431 itself.)
@@ -28,7 +30,7 @@ pub async fn limit_header_section(request: Request, next: Next) -> Response {
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     if size > MAX_HEADER_BYTES {
-        return ApiError::HeadersTooLarge(MAX_HEADER_BYTES).into_response();
+        return refusal_response(&Refusal::HeadersTooLarge(MAX_HEADER_BYTES));
     }
     next.run(request).await
 }

@@ -19,7 +19,7 @@ use axum::middleware;
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
-pub use problem::ApiError;
+pub use problem::{answer_response, refusal_response};
 
 use crate::auth::Auth;
 use crate::gateway::Gateway;

@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, AppState};
+use ordergate_core::Refusal;
+
+use super::{AppState, refusal_response};
 
 /// `GET /healthz`: the process serves.
 pub async fn healthz() -> &'static str {
@@ -18,11 +20,11 @@ pub async fn healthz() -> &'static str {
 /// `GET /readyz`: the database answers and the server is not shutting down.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.shutting_down.load(Ordering::SeqCst) {
-        return ApiError::NotReady("the server is shutting down").into_response();
+        return refusal_response(&Refusal::NotReady("the server is shutting down"));
     }
     match state.gateway.ready().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(_) => ApiError::NotReady("the database is unavailable").into_response(),
+        Err(_) => refusal_response(&Refusal::NotReady("the database is unavailable")),
     }
 }
 
@@ -48,10 +50,10 @@ pub async fn openapi() -> Response {
 
 /// A known path with a method it does not serve; axum adds the `Allow` header.
 pub async fn method_not_allowed() -> Response {
-    ApiError::MethodNotAllowed.into_response()
+    refusal_response(&Refusal::MethodNotAllowed)
 }
 
 /// Any path that is not routed.
 pub async fn not_found() -> Response {
-    ApiError::NoRoute.into_response()
+    refusal_response(&Refusal::NoRoute)
 }

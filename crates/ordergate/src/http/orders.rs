@@ -6,19 +6,19 @@ use std::time::Instant;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use ordergate_core::{IdempotencyKey, KeyError, Outcome};
+use axum::response::Response;
+use ordergate_core::{Outcome, Refusal};
 use uuid::Uuid;
 
 use super::responses::{order_response, outcome_response};
-use super::{ApiError, AppState, intake};
+use super::{AppState, intake, refusal_response};
 
 /// `POST /orders`.
 pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
     let (label, response) = match submit(&state, request).await {
         Ok(outcome) => (outcome.label(), outcome_response(outcome)),
-        Err(e) => (e.code().code(), e.into_response()),
+        Err(e) => (e.code().code(), refusal_response(&e)),
     };
     tracing::info!(
         outcome = label,
@@ -31,7 +31,7 @@ pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Res
     response
 }
 
-async fn submit(state: &Arc<AppState>, request: Request) -> Result<Outcome, ApiError> {
+async fn submit(state: &Arc<AppState>, request: Request) -> Result<Outcome, Refusal> {
     let (parts, body) = request.into_parts();
     let tenant = intake::tenant(&state.auth, &parts.headers)?;
     intake::check_media_type(&parts.headers)?;
@@ -60,13 +60,13 @@ fn tenant_and_order(
     state: &AppState,
     headers: &HeaderMap,
     id: Result<Path<String>, PathRejection>,
-) -> Result<(String, Uuid), ApiError> {
+) -> Result<(String, Uuid), Refusal> {
     let tenant = intake::tenant(&state.auth, headers)?;
     // An id that is not even UTF-8 (`%FF`) is as unknown as any other.
     let Ok(Path(id)) = id else {
-        return Err(ApiError::NotFound);
+        return Err(Refusal::NotFound);
     };
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let id = Uuid::parse_str(&id).map_err(|_| Refusal::NotFound)?;
     Ok((tenant, id))
 }
 
@@ -95,9 +95,6 @@ fn delivery_json(status: &crate::store::DeliveryStatus) -> Vec<u8> {
     json.to_string().into_bytes()
 }
 
-/// The lookup's query parameter.
-const KEY_PARAMETER: &str = "idempotencyKey";
-
 /// `GET /orders?idempotencyKey=K`: "did my order go through?", without placing one.
 pub async fn find_by_key(
     State(state): State<Arc<AppState>>,
@@ -107,41 +104,25 @@ pub async fn find_by_key(
     let started = Instant::now();
     let found = async {
         let tenant = intake::tenant(&state.auth, &headers)?;
-        let key = lookup_key(query)?;
+        let pairs = query.ok().map(|Query(pairs)| pairs);
+        let pairs = pairs
+            .as_ref()
+            .map(|p| p.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let key = ordergate_core::intake::lookup_key(pairs)?;
         Ok(state.gateway.lookup_by_key(tenant, key).await?)
     };
     lookup_response(&state, found.await, started)
 }
 
-/// Exactly one `idempotencyKey` parameter with a well-formed key.
-fn lookup_key(
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<IdempotencyKey, ApiError> {
-    let Ok(Query(pairs)) = query else {
-        return Err(ApiError::LookupKey(
-            "the query string is not valid URL-encoded UTF-8",
-        ));
-    };
-    let mut values = pairs.iter().filter(|(name, _)| name == KEY_PARAMETER);
-    let value = values.next().ok_or(ApiError::MissingLookupKey)?;
-    if values.next().is_some() {
-        return Err(ApiError::LookupKey("the parameter is given more than once"));
-    }
-    IdempotencyKey::parse(value.1.as_bytes()).map_err(|e| match e {
-        KeyError::Malformed(reason) => ApiError::LookupKey(reason),
-        KeyError::Missing => ApiError::MissingLookupKey,
-    })
-}
-
 fn lookup_response(
     state: &AppState,
-    found: Result<Option<Vec<u8>>, ApiError>,
+    found: Result<Option<Vec<u8>>, Refusal>,
     started: Instant,
 ) -> Response {
     let (label, response) = match found {
         Ok(Some(body)) => ("found", order_response(body)),
-        Ok(None) => ("not_found", ApiError::NotFound.into_response()),
-        Err(e) => (e.code().code(), e.into_response()),
+        Ok(None) => ("not_found", refusal_response(&Refusal::NotFound)),
+        Err(e) => (e.code().code(), refusal_response(&e)),
     };
     state
         .metrics

@@ -1,0 +1,161 @@
+//! The HTTP-level checks of a request, in the contract's order: bearer token (401),
+//! media type and encoding (415), body size (413), then the `Idempotency-Key` header
+//! (400). Each driver reads the request its own way and calls these in that order;
+//! the rules themselves live only here.
+
+use crate::key::{IdempotencyKey, KeyError};
+use crate::refusal::Refusal;
+use crate::tokens::{OPEN_MODE_TENANT, TokenTable};
+
+/// Who may call: the token table, or open mode (every request is tenant `default`).
+pub enum Tenancy<'a> {
+    Tokens(&'a TokenTable),
+    Open,
+}
+
+/// Step 2: the tenant of the bearer token.
+pub fn tenant(tenancy: Tenancy<'_>, authorization: Option<&[u8]>) -> Result<String, Refusal> {
+    match tenancy {
+        Tenancy::Open => Ok(OPEN_MODE_TENANT.to_owned()),
+        Tenancy::Tokens(table) => table
+            .tenant_for_header(authorization)
+            .ok_or(Refusal::Unauthorized),
+    }
+}
+
+/// Step 3: JSON (`application/json` or any `+json` type) or no type; no encoding
+/// other than `identity`. Each iterator yields every line of its header.
+pub fn check_media_type<'a>(
+    mut content_types: impl Iterator<Item = &'a [u8]>,
+    encodings: impl Iterator<Item = &'a [u8]>,
+) -> Result<(), Refusal> {
+    if let Some(value) = content_types.next()
+        && (content_types.next().is_some() || !is_json(value))
+    {
+        return Err(Refusal::UnsupportedMediaType(
+            "the body must be JSON (Content-Type: application/json)",
+        ));
+    }
+    for encoding in encodings {
+        if !encoding.trim_ascii().eq_ignore_ascii_case(b"identity") {
+            return Err(Refusal::UnsupportedMediaType(
+                "encoded bodies are not accepted (Content-Encoding must be identity)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_json(content_type: &[u8]) -> bool {
+    let essence = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+        .to_ascii_lowercase();
+    let Some(slash) = essence.iter().position(|&b| b == b'/') else {
+        return false;
+    };
+    let (kind, subtype) = (&essence[..slash], &essence[slash + 1..]);
+    let token = |s: &[u8]| !s.is_empty() && s.iter().all(|b| b.is_ascii_graphic() && *b != b'/');
+    token(kind) && token(subtype) && (essence == b"application/json" || subtype.ends_with(b"+json"))
+}
+
+/// Step 4, before reading: a declared `Content-Length` over the limit is refused
+/// without reading the body.
+pub fn check_declared_length(content_length: Option<&[u8]>, max: u64) -> Result<(), Refusal> {
+    let declared = content_length
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(len) if len > max => Err(Refusal::PayloadTooLarge(max)),
+        _ => Ok(()),
+    }
+}
+
+/// Step 4, while reading: the body read so far.
+pub fn check_body_length(read: usize, max: u64) -> Result<(), Refusal> {
+    if u64::try_from(read).unwrap_or(u64::MAX) > max {
+        return Err(Refusal::PayloadTooLarge(max));
+    }
+    Ok(())
+}
+
+/// Step 5: exactly one well-formed `Idempotency-Key` line.
+pub fn idempotency_key<'a>(
+    lines: impl Iterator<Item = &'a [u8]>,
+) -> Result<IdempotencyKey, Refusal> {
+    Ok(IdempotencyKey::from_header_lines(lines)?)
+}
+
+/// The lookup's query parameter.
+pub const LOOKUP_PARAMETER: &str = "idempotencyKey";
+
+/// `GET /orders?idempotencyKey=K`: exactly one parameter with a well-formed key, from
+/// the decoded query pairs (`None`: the query string was not URL-encoded UTF-8).
+pub fn lookup_key<'a>(
+    pairs: Option<impl Iterator<Item = (&'a str, &'a str)>>,
+) -> Result<IdempotencyKey, Refusal> {
+    let Some(pairs) = pairs else {
+        return Err(Refusal::LookupKey(
+            "the query string is not valid URL-encoded UTF-8",
+        ));
+    };
+    let mut values = pairs.filter(|(name, _)| *name == LOOKUP_PARAMETER);
+    let (_, value) = values.next().ok_or(Refusal::MissingLookupKey)?;
+    if values.next().is_some() {
+        return Err(Refusal::LookupKey("the parameter is given more than once"));
+    }
+    IdempotencyKey::parse(value.as_bytes()).map_err(|e| match e {
+        KeyError::Malformed(reason) => Refusal::LookupKey(reason),
+        KeyError::Missing => Refusal::MissingLookupKey,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_media_types_are_recognised() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.acme.order+json",
+            "application/problem+json;v=1",
+        ] {
+            assert!(is_json(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/xml",
+            "json",
+            "application/",
+            "application/jsonx",
+            "application/json, application/json",
+            "",
+        ] {
+            assert!(!is_json(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        assert!(check_declared_length(Some(b"65537"), 65536).is_err());
+        assert!(check_declared_length(Some(b"65536"), 65536).is_ok());
+        assert!(check_declared_length(None, 1).is_ok());
+    }
+
+    #[test]
+    fn a_lookup_needs_exactly_one_well_formed_key() {
+        let one = [("idempotencyKey", "k")];
+        assert!(lookup_key(Some(one.into_iter())).is_ok());
+        let two = [("idempotencyKey", "k"), ("idempotencyKey", "k")];
+        assert!(lookup_key(Some(two.into_iter())).is_err());
+        let none: [(&str, &str); 0] = [];
+        assert_eq!(
+            lookup_key(Some(none.into_iter())),
+            Err(Refusal::MissingLookupKey)
+        );
+    }
+}
