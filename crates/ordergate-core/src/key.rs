@@ -56,6 +56,20 @@ impl IdempotencyKey {
         Ok(Self(decoded))
     }
 
+    /// A key already decoded from either form (as stored, or as one build hands it to
+    /// another): 1 to 255 printable ASCII characters, commas and quotes included.
+    pub fn from_decoded(decoded: &str) -> Result<Self, KeyError> {
+        if decoded.is_empty() || decoded.len() > MAX_KEY_LEN {
+            return Err(KeyError::Malformed("a key has 1 to 255 characters"));
+        }
+        if !decoded.bytes().all(is_printable) {
+            return Err(KeyError::Malformed(
+                "a key may only contain printable ASCII characters",
+            ));
+        }
+        Ok(Self(decoded.to_owned()))
+    }
+
     /// The decoded key.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -151,6 +165,16 @@ mod tests {
 
     fn parse(s: &str) -> Result<String, KeyError> {
         IdempotencyKey::parse(s.as_bytes()).map(|k| k.0)
+    }
+
+    #[test]
+    fn a_decoded_key_comes_back_as_itself() {
+        for raw in [&b"abc"[..], br#""q,k""#, br#""\"x""#, br#"" a ""#] {
+            let key = IdempotencyKey::parse(raw).expect("valid");
+            assert_eq!(IdempotencyKey::from_decoded(key.as_str()), Ok(key));
+        }
+        assert!(IdempotencyKey::from_decoded("").is_err());
+        assert!(IdempotencyKey::from_decoded("tab\there").is_err());
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum Refusal {
     NotFound,
     #[error("no such route: see /openapi.json for the API's paths")]
     NoRoute,
+    #[error("this build has no /metrics: the platform's analytics and the logs take its place")]
+    MetricsElsewhere,
     #[error("this method is not allowed on this path")]
     MethodNotAllowed,
     #[error("a request with this key is still being processed")]
@@ -64,7 +66,7 @@ impl Refusal {
             Self::Key(KeyError::Malformed(_)) | Self::LookupKey(_) => {
                 ErrorCode::InvalidIdempotencyKey
             }
-            Self::NotFound | Self::NoRoute => ErrorCode::NotFound,
+            Self::NotFound | Self::NoRoute | Self::MetricsElsewhere => ErrorCode::NotFound,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::InProgress => ErrorCode::InProgress,
             Self::KeyReused => ErrorCode::IdempotencyKeyReused,

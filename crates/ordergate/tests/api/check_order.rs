@@ -96,7 +96,7 @@ async fn the_record_comes_before_validation(db: Db) {
     app.stop().await;
 }
 
-on_each_backend!(
+on_each_target!(
     route_and_method_come_before_the_token,
     the_token_comes_before_the_media_type,
     the_media_type_comes_before_the_body_size,

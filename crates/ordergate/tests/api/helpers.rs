@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::edge::Edge;
 use crate::pg::TestDb;
 
 pub const ACME: &str = "acme-token";
@@ -31,13 +32,17 @@ pub struct TestApp {
     pub pg: Option<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
     pub server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The edge build on local workerd, when the test runs on it.
+    pub edge: Option<Edge>,
 }
 
-/// Which backend a test runs on.
+/// Which target a test runs on: the server on one of its backends, or the edge build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
     Sqlite,
     Postgres,
+    /// The Cloudflare Worker build on local workerd (`dev.sh`); HTTP only.
+    Edge,
 }
 
 /// Runs each listed `async fn(Db)` once per backend, as `sqlite::NAME` and
@@ -60,6 +65,28 @@ macro_rules! on_each_backend {
                 }
             )*
         }
+    };
+}
+
+/// Runs each listed `async fn(Db)` once per target: both server backends, as
+/// [`on_each_backend!`] does, and the edge build as `edge::NAME`. Only for tests that
+/// speak nothing but HTTP (flags such as `--result-ttl` are the same for `dev.sh`).
+/// Tests after `servers only:` run on both backends but not on the edge; where they
+/// are listed says why.
+macro_rules! on_each_target {
+    ($($test:ident),* $(,)? ; servers only: $($server_test:ident),* $(,)?) => {
+        on_each_backend!($($test,)* $($server_test),*);
+        mod edge {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::helpers::Db::Edge).await
+                }
+            )*
+        }
+    };
+    ($($test:ident),* $(,)?) => {
+        on_each_target!($($test),* ; servers only:);
     };
 }
 
@@ -86,9 +113,28 @@ pub async fn spawn_app(db: Db) -> TestApp {
     spawn_app_with(db, &[]).await
 }
 
-/// Starts the real server (`server::serve`) with extra command-line flags.
+/// Starts the real server (`server::serve`) with extra command-line flags, or the
+/// edge build with the same flags.
 pub async fn spawn_app_with(db: Db, extra: &[&str]) -> TestApp {
+    if db == Db::Edge {
+        return spawn_edge(extra).await;
+    }
     spawn(db, extra, Arc::new(SystemClock)).await
+}
+
+/// `dev.sh` on a fresh state directory.
+async fn spawn_edge(extra: &[&str]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let edge = Edge::start(dir.path(), extra).await;
+    TestApp {
+        addr: edge.addr,
+        client: reqwest::Client::new(),
+        dir,
+        pg: None,
+        shutdown: None,
+        server: None,
+        edge: Some(edge),
+    }
 }
 
 /// A fresh temp dir, and a fresh PostgreSQL database if the test runs on one.
@@ -104,6 +150,7 @@ async fn fresh_database(db: Db) -> (TempDir, Option<TestDb>, String) {
             let url = pg.url.clone();
             (dir, Some(pg), url)
         }
+        Db::Edge => panic!("the edge build has no database URL: use spawn_app_with"),
     }
 }
 
@@ -149,6 +196,7 @@ where
         pg,
         shutdown: Some(tx),
         server: Some(server),
+        edge: None,
     }
 }
 
@@ -205,6 +253,9 @@ impl TestApp {
 
     /// How many orders each (tenant, key) has, read straight from the database.
     pub async fn orders_per_key(&self) -> Vec<i64> {
+        if let Some(edge) = &self.edge {
+            return edge.orders_per_key();
+        }
         const SQL: &str = "SELECT count(*) FROM orders GROUP BY tenant, idem_key";
         if let Some(pg) = &self.pg {
             let rows = pg
@@ -282,6 +333,12 @@ impl TestApp {
     /// old one held in memory (the replay cache, claims) survives. The old server
     /// has closed its store (and released the SQLite file) when it returns.
     pub async fn restart(mut self) -> TestApp {
+        if let Some(edge) = self.edge.take() {
+            let edge = edge.restart().await;
+            self.addr = edge.addr;
+            self.edge = Some(edge);
+            return self;
+        }
         let url = match &self.pg {
             Some(pg) => pg.url.clone(),
             None => format!("sqlite://{}", self.db_path().display()),
@@ -296,6 +353,9 @@ impl TestApp {
     }
 
     async fn shut_down(&mut self) {
+        if let Some(edge) = self.edge.as_mut() {
+            edge.stop().await;
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -126,7 +126,7 @@ async fn a_lookup_by_key_accepts_the_quoted_form_url_encoded(db: Db) {
     app.stop().await;
 }
 
-on_each_backend!(
+on_each_target!(
     an_order_can_be_read_back_by_id_and_by_key,
     head_answers_like_get_without_a_body,
     unknown_ids_and_keys_are_404,

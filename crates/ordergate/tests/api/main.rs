@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod helpers;
+mod at_the_edge;
 mod bench_command;
 mod check_order;
 mod command_line;
@@ -10,6 +11,7 @@ mod connections;
 mod crash;
 mod delivery;
 mod durability;
+mod edge;
 mod full_disk;
 mod lifecycle;
 mod lookups;

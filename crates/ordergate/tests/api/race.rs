@@ -62,4 +62,54 @@ async fn concurrent_first_requests_for_one_key_place_exactly_one_order(db: Db) {
     app.stop().await;
 }
 
-on_each_backend!(concurrent_first_requests_for_one_key_place_exactly_one_order,);
+/// Clients with short timeouts that retry the same key until they get an answer
+/// (as the contract tells them to after a timeout, a 409 or a 503): every answer a
+/// key gets names one order, and the key has exactly one.
+async fn clients_that_time_out_and_retry_still_get_one_order_per_key(db: Db) {
+    const RETRYING_CLIENTS: usize = 12;
+    const KEYS: usize = 20;
+    let app = spawn_app(db).await;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(150))
+        .build()
+        .expect("client");
+    for round in 0..KEYS {
+        let key = format!("retry-race-{round}");
+        let ids = join_all((0..RETRYING_CLIENTS).map(|_| async {
+            for _ in 0..200 {
+                let sent = client
+                    .post(app.url("/orders"))
+                    .bearer_auth(ACME)
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", &key)
+                    .body(ORDER)
+                    .send()
+                    .await;
+                let Ok(response) = sent else { continue };
+                match response.status().as_u16() {
+                    201 => match response.bytes().await {
+                        Ok(body) => return order_id(&body),
+                        Err(_) => continue,
+                    },
+                    409 | 503 => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                    other => panic!("unexpected status {other} for {key}"),
+                }
+            }
+            panic!("{key} got no answer in 200 tries");
+        }))
+        .await;
+        let distinct: HashSet<String> = ids.into_iter().collect();
+        assert_eq!(distinct.len(), 1, "every answer names one order ({key})");
+    }
+    assert_eq!(
+        app.orders_per_key().await,
+        vec![1; KEYS],
+        "one order per key"
+    );
+    app.stop().await;
+}
+
+on_each_target!(
+    concurrent_first_requests_for_one_key_place_exactly_one_order,
+    clients_that_time_out_and_retry_still_get_one_order_per_key,
+);

@@ -34,7 +34,7 @@ async fn one_tenant_cannot_read_another_tenants_orders(db: Db) {
     app.stop().await;
 }
 
-on_each_backend!(
+on_each_target!(
     the_same_key_in_two_tenants_places_two_orders,
     one_tenant_cannot_read_another_tenants_orders,
 );

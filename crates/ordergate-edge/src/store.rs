@@ -1,0 +1,207 @@
+//! One `KeyShard` object's SQL: its schema, the atomic placement, reads and the
+//! purge. Synchronous, like the SQL API itself: nothing here awaits, so nothing
+//! else runs in the object between a read and the write that depends on it.
+
+use ordergate_core::{
+    Fingerprint, FinishedRecord, LiveRecord, OrderToPlace, Placement, StoredResponse,
+};
+use worker::{SqlStorage, SqlStorageValue, State};
+
+use crate::platform::atomically;
+
+/// Orders are kept; a key's record (its payload's fingerprint and answer) lives until
+/// `expires_ms`, by the object's clock. `WITHOUT ROWID`: the primary key is the table,
+/// so a placement writes 4 rows (each table and its one index) instead of 6, and rows
+/// written are what Cloudflare bills a SQLite-backed object for.
+const SCHEMA: [&str; 4] = [
+    "CREATE TABLE IF NOT EXISTS orders (
+        order_id TEXT PRIMARY KEY,
+        idempotency_key TEXT NOT NULL,
+        body BLOB NOT NULL,
+        accepted_ms INTEGER NOT NULL
+    ) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS orders_by_key ON orders (idempotency_key, accepted_ms)",
+    "CREATE TABLE IF NOT EXISTS records (
+        idempotency_key TEXT PRIMARY KEY,
+        fingerprint BLOB NOT NULL,
+        status INTEGER NOT NULL,
+        location TEXT NOT NULL,
+        order_id TEXT NOT NULL REFERENCES orders (order_id),
+        expires_ms INTEGER NOT NULL
+    ) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS records_by_expiry ON records (expires_ms)",
+];
+
+const LIVE_RECORD: &str = "SELECT r.fingerprint, r.status, r.location, o.body, r.expires_ms
+    FROM records r JOIN orders o ON o.order_id = r.order_id
+    WHERE r.idempotency_key = ? AND r.expires_ms > ?";
+
+/// Replaces an expired record of the key, if there is one: from its expiry on, the key
+/// is new again, purged or not.
+const PUT_RECORD: &str = "INSERT OR REPLACE INTO records
+    (idempotency_key, fingerprint, status, location, order_id, expires_ms)
+    VALUES (?, ?, ?, ?, ?, ?)";
+
+const PUT_ORDER: &str =
+    "INSERT INTO orders (order_id, idempotency_key, body, accepted_ms) VALUES (?, ?, ?, ?)";
+
+const ORDER_BY_ID: &str = "SELECT body FROM orders WHERE order_id = ?";
+
+const NEWEST_ORDER_BY_KEY: &str = "SELECT body FROM orders WHERE idempotency_key = ?
+    ORDER BY accepted_ms DESC, order_id DESC LIMIT 1";
+
+const PURGE_EXPIRED: &str = "DELETE FROM records WHERE idempotency_key IN
+    (SELECT idempotency_key FROM records WHERE expires_ms <= ? ORDER BY expires_ms LIMIT ?)";
+
+const NEXT_EXPIRY: &str = "SELECT MIN(expires_ms) FROM records";
+
+/// The object's tables.
+pub struct Shard {
+    sql: SqlStorage,
+}
+
+impl Shard {
+    /// Opens the object's tables, making them on first use.
+    pub fn open(state: &State) -> worker::Result<Self> {
+        let sql = state.storage().sql();
+        for statement in SCHEMA {
+            sql.exec(statement, None)?;
+        }
+        Ok(Self { sql })
+    }
+
+    /// The key's record, if it has not expired at `now_ms`.
+    pub fn live_record(&self, key: &str, now_ms: i64) -> worker::Result<Option<LiveRecord>> {
+        let cursor = self
+            .sql
+            .exec(LIVE_RECORD, vec![key.into(), now_ms.into()])?;
+        let Some(row) = cursor.raw().next().transpose()? else {
+            return Ok(None);
+        };
+        let [fingerprint, status, location, body, expires_ms] = columns(row)?;
+        let fingerprint: [u8; 32] = blob(fingerprint)?
+            .try_into()
+            .map_err(|_| worker::Error::from("a stored fingerprint is not 32 bytes"))?;
+        Ok(Some(LiveRecord {
+            record: FinishedRecord {
+                fingerprint: Fingerprint(fingerprint),
+                response: StoredResponse {
+                    status: u16::try_from(integer(status)?).unwrap_or(500),
+                    location: text(location)?,
+                    body: blob(body)?,
+                },
+            },
+            ms_left: integer(expires_ms)? - now_ms,
+        }))
+    }
+
+    /// Claim, order and answer in one transaction, unless the key has a live record
+    /// (then that record is the answer).
+    pub fn place(
+        &self,
+        state: &State,
+        key: &str,
+        order: &OrderToPlace,
+        expires_ms: i64,
+    ) -> worker::Result<Placement> {
+        let accepted_ms = order.order.accepted_at_ms;
+        atomically(state, || {
+            if let Some(live) = self.live_record(key, accepted_ms)? {
+                return Ok(Placement::Exists(live));
+            }
+            let order_id = order.order.order_id.to_string();
+            self.sql.exec(
+                PUT_ORDER,
+                vec![
+                    order_id.as_str().into(),
+                    key.into(),
+                    order.response.body.clone().into(),
+                    accepted_ms.into(),
+                ],
+            )?;
+            self.sql.exec(
+                PUT_RECORD,
+                vec![
+                    key.into(),
+                    order.fingerprint.0.to_vec().into(),
+                    i64::from(order.response.status).into(),
+                    order.response.location.as_str().into(),
+                    order_id.into(),
+                    expires_ms.into(),
+                ],
+            )?;
+            Ok(Placement::Placed)
+        })
+    }
+
+    /// An order's JSON by its id.
+    pub fn order_by_id(&self, order_id: &str) -> worker::Result<Option<Vec<u8>>> {
+        self.first_blob(ORDER_BY_ID, vec![order_id.into()])
+    }
+
+    /// The JSON of the newest order placed with `key`, expired record or not.
+    pub fn order_by_key(&self, key: &str) -> worker::Result<Option<Vec<u8>>> {
+        self.first_blob(NEWEST_ORDER_BY_KEY, vec![key.into()])
+    }
+
+    /// Deletes at most `limit` records expired at `now_ms`; how many went.
+    pub fn purge_expired(&self, now_ms: i64, limit: i64) -> worker::Result<usize> {
+        let cursor = self
+            .sql
+            .exec(PURGE_EXPIRED, vec![now_ms.into(), limit.into()])?;
+        // The cursor runs the statement as it is read.
+        cursor.raw().for_each(drop);
+        Ok(cursor.rows_written())
+    }
+
+    /// When the next record expires, if any is left.
+    pub fn next_expiry(&self) -> worker::Result<Option<i64>> {
+        let cursor = self.sql.exec(NEXT_EXPIRY, None)?;
+        match cursor.raw().next().transpose()? {
+            Some(row) => match row.into_iter().next() {
+                Some(SqlStorageValue::Integer(ms)) => Ok(Some(ms)),
+                _ => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn first_blob(
+        &self,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> worker::Result<Option<Vec<u8>>> {
+        let cursor = self.sql.exec(query, bindings)?;
+        let Some(row) = cursor.raw().next().transpose()? else {
+            return Ok(None);
+        };
+        let [body] = columns(row)?;
+        blob(body).map(Some)
+    }
+}
+
+fn columns<const N: usize>(row: Vec<SqlStorageValue>) -> worker::Result<[SqlStorageValue; N]> {
+    row.try_into()
+        .map_err(|_| worker::Error::from("a row has an unexpected number of columns"))
+}
+
+fn blob(value: SqlStorageValue) -> worker::Result<Vec<u8>> {
+    match value {
+        SqlStorageValue::Blob(bytes) => Ok(bytes),
+        _ => Err(worker::Error::from("a stored value is not a BLOB")),
+    }
+}
+
+fn text(value: SqlStorageValue) -> worker::Result<String> {
+    match value {
+        SqlStorageValue::String(s) => Ok(s),
+        _ => Err(worker::Error::from("a stored value is not TEXT")),
+    }
+}
+
+fn integer(value: SqlStorageValue) -> worker::Result<i64> {
+    match value {
+        SqlStorageValue::Integer(n) => Ok(n),
+        _ => Err(worker::Error::from("a stored value is not an INTEGER")),
+    }
+}

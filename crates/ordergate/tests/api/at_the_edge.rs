@@ -1,0 +1,268 @@
+//! What only the edge build has: expiry by the object's clock with the purge alarm,
+//! settings from variables (503 without keys, open mode), shards instead of one
+//! object, state that survives a restart under load, and the switch-over from the old
+//! worker's KV namespace.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tokio::sync::Mutex;
+
+use crate::edge::Edge;
+use crate::helpers::*;
+
+async fn post(client: &reqwest::Client, url: &str, token: &str, key: &str) -> reqwest::Response {
+    client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(ORDER)
+        .send()
+        .await
+        .expect("request sent")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_result_ttl_a_key_is_new_again_and_an_alarm_purges_its_record() {
+    let app = spawn_app_with(Db::Edge, &["--result-ttl", "2s", "--lease-ttl", "1s"]).await;
+    let first = app.post("ttl", ORDER).await;
+    assert_eq!(first.status(), 201);
+    let first = first.bytes().await.expect("body");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let second = app.post("ttl", ORDER).await;
+    assert_eq!(second.status(), 201);
+    assert!(
+        second.headers().get("idempotent-replay").is_none(),
+        "an expired key places a new order"
+    );
+    let second = second.bytes().await.expect("body");
+    assert_ne!(order_id(&first), order_id(&second));
+    let newest = app.get_as(ACME, "/orders?idempotencyKey=ttl").await;
+    assert_eq!(
+        newest.bytes().await.expect("body"),
+        second,
+        "the newest order"
+    );
+    let old = app
+        .get_as(ACME, &format!("/orders/{}", order_id(&first)))
+        .await;
+    assert_eq!(old.bytes().await.expect("body"), first, "orders are kept");
+    let edge = app.edge.as_ref().expect("edge");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while edge.records() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the alarm purges expired records"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(edge.orders_per_key(), vec![2], "purging keeps both orders");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_keys_orders_get_503_and_open_mode_serves_tenant_default() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut closed = Edge::start_without_keys(dir.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let refused = post(&client, &closed.url("/orders"), "any", "k").await;
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let (status, code, _) = problem(refused).await;
+    assert_eq!((status, code.as_str()), (503, "unavailable"));
+    let ready = client
+        .get(closed.url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), 503, "not ready without keys");
+    let health = client
+        .get(closed.url("/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(health.status(), 200, "but alive");
+    closed.stop().await;
+
+    let mut open = Edge::start_without_keys(dir.path(), &["--open"]).await;
+    let placed = post(&client, &open.url("/orders"), "ignored", "k").await;
+    assert_eq!(placed.status(), 201);
+    open.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_keys_spread_over_several_objects() {
+    let app = spawn_app(Db::Edge).await;
+    for i in 0..48 {
+        assert_eq!(app.post(&format!("spread-{i}"), ORDER).await.status(), 201);
+    }
+    let edge = app.edge.as_ref().expect("edge");
+    let objects = edge.object_count();
+    // 48 keys over 16 shards leave fewer than 8 shards empty with near certainty.
+    assert!(objects >= 8, "one tenant's keys live in {objects} objects");
+    assert_eq!(edge.orders_per_key(), vec![1; 48]);
+    app.stop().await;
+}
+
+/// Clients keep sending fresh keys (each retried until it gets an answer) while the
+/// runner is stopped with SIGTERM and started again on the same state directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_orders_survive_a_restart_under_load_and_retries_place_at_most_once() {
+    let app = spawn_app(Db::Edge).await;
+    let base = Arc::new(Mutex::new(app.url("/orders")));
+    let acknowledged: Arc<Mutex<HashMap<String, bytes::Bytes>>> = Arc::default();
+    let sent: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients = (0..6).map(|c| {
+        let (base, acknowledged, sent, stop) = (
+            base.clone(),
+            acknowledged.clone(),
+            sent.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client");
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let key = format!("load-{c}-{i}");
+                sent.lock().await.insert(key.clone());
+                let url = base.lock().await.clone();
+                if let Ok(r) = client
+                    .post(&url)
+                    .bearer_auth(ACME)
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", &key)
+                    .body(ORDER)
+                    .send()
+                    .await
+                    && r.status() == 201
+                    && let Ok(body) = r.bytes().await
+                {
+                    acknowledged.lock().await.insert(key, body);
+                }
+                i += 1;
+            }
+        })
+    });
+    let clients: Vec<_> = clients.collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let app = app.restart().await;
+    *base.lock().await = app.url("/orders");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    join_all(clients).await;
+
+    let acknowledged = acknowledged.lock().await.clone();
+    let sent = sent.lock().await.clone();
+    assert!(acknowledged.len() > 20, "the load placed orders");
+    for key in &sent {
+        let retry = app.post(key, ORDER).await;
+        assert_eq!(retry.status(), 201, "{key}");
+        let body = retry.bytes().await.expect("body");
+        if let Some(original) = acknowledged.get(key) {
+            assert_eq!(&body, original, "{key} replays byte for byte");
+        }
+    }
+    let counts = app.orders_per_key().await;
+    assert_eq!(counts.len(), sent.len(), "every key sent has its order");
+    assert!(counts.iter().all(|&n| n == 1), "no key has two orders");
+    app.stop().await;
+}
+
+/// The old worker answers a key and fills its KV namespace; ordergate-edge, bound to
+/// that namespace for tenant acme, replays it instead of placing a second order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_old_worker_answered_replays_its_answer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let client = reqwest::Client::new();
+    let mut old = Edge::old_worker(dir.path()).await;
+    let answered = client
+        .post(old.url("/"))
+        .header("idempotency-key", "switch-1")
+        .body(ORDER)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(answered.status(), 201, "the old worker placed it");
+    let answered = answered.bytes().await.expect("body");
+    old.stop().await;
+
+    let legacy = [
+        "--legacy-kv",
+        "old-worker-orders",
+        "--legacy-tenant",
+        "acme",
+    ];
+    let mut edge = Edge::start(dir.path(), &legacy).await;
+    let replay = post(&client, &edge.url("/orders"), ACME, "switch-1").await;
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers()["idempotent-replay"], "true");
+    let location = format!("/orders/{}", order_id(&answered));
+    assert_eq!(replay.headers()["location"], location.as_str());
+    assert_eq!(
+        replay.bytes().await.expect("body"),
+        answered,
+        "its very bytes"
+    );
+
+    let fresh = post(&client, &edge.url("/orders"), ACME, "switch-2").await;
+    assert_eq!(fresh.status(), 201);
+    assert!(
+        fresh.headers().get("idempotent-replay").is_none(),
+        "a new key places"
+    );
+    let other_tenant = post(&client, &edge.url("/orders"), GLOBEX, "switch-1").await;
+    assert_eq!(other_tenant.status(), 201);
+    assert!(
+        other_tenant.headers().get("idempotent-replay").is_none(),
+        "the old worker's keys are only the legacy tenant's"
+    );
+    assert_eq!(
+        edge.orders_per_key(),
+        vec![1, 1],
+        "switch-2 (acme), switch-1 (globex)"
+    );
+    edge.stop().await;
+}
+
+/// `wrangler dev` in local mode must not need the network: in a network namespace
+/// with only loopback, dev.sh starts, places an order, and stops with exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_serves_with_the_network_unreachable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let script = format!(
+        r#"set -u
+ip link set lo up
+export CARGO_NET_OFFLINE=true
+"{dev}" --listen 127.0.0.1:8787 --state "{state}" --open 2>/dev/null &
+runner=$!
+for _ in $(seq 1500); do
+    curl -sf http://127.0.0.1:8787/healthz >/dev/null && break
+    sleep 0.2
+done
+curl -s -o /dev/null -w '%{{http_code}}\n' -X POST http://127.0.0.1:8787/orders \
+    -H 'content-type: application/json' -H 'idempotency-key: offline' -d '{order}'
+kill -TERM "$runner"
+wait "$runner"
+echo "runner exited $?""#,
+        dev = crate::edge::DEV_SH,
+        state = dir.path().display(),
+        order = ORDER,
+    );
+    let output = tokio::process::Command::new("unshare")
+        .args(["--net", "bash", "-c", &script])
+        .output()
+        .await
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["201", "runner exited 0"]
+    );
+}

@@ -1,0 +1,217 @@
+//! The edge build on local workerd: `crates/ordergate-edge/dev.sh` as a child
+//! process, and its Durable Objects' SQLite files read straight from its state
+//! directory (the way the server tests read their database).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The runner; its interface is fixed (README, "At the edge").
+pub const DEV_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../ordergate-edge/dev.sh");
+
+/// The old worker's runner, on the same local workerd.
+const OLD_WORKER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/old-worker/run.sh");
+
+/// A first start may build the Worker (and install its tools).
+const START_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The API keys every edge test runs with, as the server tests do.
+const KEYS: [&str; 2] = ["acme:acme-token", "globex:globex-token"];
+
+/// A running `dev.sh`.
+pub struct Edge {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub state: PathBuf,
+    script: &'static str,
+    args: Vec<String>,
+}
+
+impl Edge {
+    /// `dev.sh --listen 127.0.0.1:PORT --state STATE --api-key … EXTRA`, once it answers.
+    pub async fn start(state: &Path, extra: &[&str]) -> Edge {
+        let mut args: Vec<&str> = KEYS.iter().flat_map(|key| ["--api-key", key]).collect();
+        args.extend_from_slice(extra);
+        Self::launch(DEV_SH, state, &args).await
+    }
+
+    /// `dev.sh` with exactly these arguments after `--listen` and `--state`.
+    pub async fn start_without_keys(state: &Path, args: &[&str]) -> Edge {
+        Self::launch(DEV_SH, state, args).await
+    }
+
+    /// The old worker (`bench/old-worker/run.sh`) on the same local workerd.
+    pub async fn old_worker(state: &Path) -> Edge {
+        Self::launch(OLD_WORKER, state, &[]).await
+    }
+
+    async fn launch(script: &'static str, state: &Path, args: &[&str]) -> Edge {
+        let addr = free_port();
+        let child = Command::new(script)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--state")
+            .arg(state)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn the runner");
+        let mut edge = Edge {
+            child: Some(child),
+            addr,
+            state: state.to_owned(),
+            script,
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        edge.wait_until_serving().await;
+        edge
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn wait_until_serving(&mut self) {
+        let client = reqwest::Client::new();
+        // Any HTTP answer means workerd serves (the old worker has no /healthz).
+        let url = format!("http://{}/healthz", self.addr);
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = client.get(&url).send().await
+                && (r.status() == 200 || self.script == OLD_WORKER)
+            {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("{} exited before serving: {status}", self.script);
+            }
+            assert!(
+                started.elapsed() < START_TIMEOUT,
+                "dev.sh did not serve in time"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, as a user's Ctrl-C or a supervisor would; dev.sh must stop workerd and
+    /// every child and exit 0.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "SIGTERM sent");
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("wait task")
+            .expect("dev.sh status");
+        assert!(status.success(), "dev.sh exits 0 on SIGTERM, got {status}");
+        let address_free = std::net::TcpListener::bind(self.addr).is_ok();
+        assert!(address_free, "workerd is gone and its port is free");
+    }
+
+    /// Stops this one (SIGTERM) and starts another on the same state directory, with
+    /// the same settings, on a new port.
+    pub async fn restart(mut self) -> Edge {
+        self.stop().await;
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Self::launch(self.script, &self.state, &args).await
+    }
+
+    /// How many orders each key has, summed over every object of the state directory
+    /// (one SQLite file per tenant shard; a key lives in one shard of its tenant).
+    pub fn orders_per_key(&self) -> Vec<i64> {
+        let mut counts = Vec::new();
+        for file in object_files(&self.state) {
+            let conn = rusqlite::Connection::open_with_flags(
+                &file,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .expect("open object database");
+            let mut stmt = match conn
+                .prepare("SELECT count(*) FROM orders GROUP BY idempotency_key ORDER BY 1")
+            {
+                Ok(stmt) => stmt,
+                // An object that was only asked to look up has no tables yet.
+                Err(_) => continue,
+            };
+            let rows = stmt
+                .query_map([], |row| row.get(0))
+                .expect("query")
+                .collect::<Result<Vec<i64>, _>>()
+                .expect("rows");
+            counts.extend(rows);
+        }
+        counts.sort_unstable();
+        counts
+    }
+
+    /// How many objects have a database.
+    pub fn object_count(&self) -> usize {
+        object_files(&self.state).len()
+    }
+
+    /// How many idempotency records (expired or not) the objects still hold.
+    pub fn records(&self) -> i64 {
+        object_files(&self.state)
+            .iter()
+            .map(|file| {
+                let conn = rusqlite::Connection::open_with_flags(
+                    file,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .expect("open object database");
+                conn.query_row("SELECT count(*) FROM records", [], |row| row.get(0))
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The SQLite files of the `KeyShard` objects under a state directory.
+fn object_files(state: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![state.join("data")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "sqlite")
+                && path.file_stem().is_some_and(|stem| stem != "metadata")
+                && path.to_string_lossy().contains("KeyShard")
+            {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address")
+}
