@@ -111,6 +111,8 @@ impl Local {
             first_error: self.first_error.clone(),
             keys_checked: verdict.keys_checked,
             violations: verdict.violations,
+            duplicate_orders: verdict.duplicate_orders,
+            most_orders_for_one_key: verdict.most_orders_for_one_key,
         }
     }
 }
@@ -141,6 +143,9 @@ pub struct Report {
     pub keys_checked: usize,
     /// Keys with two orders, or whose order on the server differs from the client's.
     pub violations: usize,
+    /// Orders beyond the first that the answers for one key named, over all keys.
+    pub duplicate_orders: usize,
+    pub most_orders_for_one_key: usize,
 }
 
 impl Report {
@@ -181,6 +186,12 @@ impl Report {
             );
         }
         println!("violations:   {}", self.violations);
+        if self.duplicate_orders > 0 {
+            println!(
+                "duplicates:   {} orders beyond the first, at most {} for one key",
+                self.duplicate_orders, self.most_orders_for_one_key
+            );
+        }
     }
 }
 

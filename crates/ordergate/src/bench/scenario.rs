@@ -1,6 +1,6 @@
 //! Which key each request uses, and the loop each connection runs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -29,8 +29,9 @@ pub struct Keys {
     recent: Mutex<VecDeque<String>>,
     /// key → the orderId of its first 201, for the check.
     pub answered: Mutex<HashMap<String, String>>,
-    /// Keys whose 201s named two different orders.
-    pub conflicts: Mutex<Vec<String>>,
+    /// Keys whose answers named more than one order: key → the orders other than
+    /// the first.
+    pub conflicts: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 impl Keys {
@@ -86,11 +87,17 @@ impl Keys {
         }
     }
 
-    /// Notes a 201's order for `key`; a second, different order is a conflict.
+    /// Notes the order an answer for `key` named; a second, different order is a
+    /// conflict.
     fn saw(&self, key: &str, order_id: String) {
         let mut answered = lock(&self.answered);
         match answered.get(key) {
-            Some(known) if *known != order_id => lock(&self.conflicts).push(key.to_owned()),
+            Some(known) if *known != order_id => {
+                lock(&self.conflicts)
+                    .entry(key.to_owned())
+                    .or_default()
+                    .insert(order_id);
+            }
             Some(_) => {}
             None => {
                 answered.insert(key.to_owned(), order_id);
@@ -171,7 +178,10 @@ async fn submit(
                         )
                     });
                 }
-                if answer.status.as_u16() == 201 {
+                // The old worker answers its replays with 200: they name an order too.
+                let names_an_order = answer.status.as_u16() == 201
+                    || (answer.status.as_u16() == 200 && answer.replay);
+                if names_an_order {
                     if let Some(id) = order_id(&answer.body) {
                         keys.saw(key, id);
                     }

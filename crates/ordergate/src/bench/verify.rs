@@ -1,6 +1,7 @@
 //! The invariant, checked with the server: every key answered with an order names
 //! the same order the server has for it.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -13,9 +14,20 @@ use super::scenario::{Keys, order_id};
 pub struct Verdict {
     pub keys_checked: usize,
     pub violations: usize,
+    /// Orders beyond the first that answers named, over all keys.
+    pub duplicate_orders: usize,
+    /// The most orders that answers named for one key (1 when there is no conflict).
+    pub most_orders_for_one_key: usize,
 }
 
-pub async fn check(target: &Target, keys: &Keys, connections: usize) -> anyhow::Result<Verdict> {
+/// With `lookup` off (a target that cannot be asked for a key's order, such as the
+/// old worker) only what the clients saw counts.
+pub async fn check(
+    target: &Target,
+    keys: &Keys,
+    connections: usize,
+    lookup: bool,
+) -> anyhow::Result<Verdict> {
     let answered: Vec<(String, String)> = keys
         .answered
         .lock()
@@ -23,7 +35,22 @@ pub async fn check(target: &Target, keys: &Keys, connections: usize) -> anyhow::
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let conflicts = keys.conflicts.lock().map(|c| c.len()).unwrap_or(0);
+    let (conflicts, duplicate_orders, most) = keys
+        .conflicts
+        .lock()
+        .map(|c| {
+            let extra = c.values().map(HashSet::len);
+            (c.len(), extra.clone().sum(), 1 + extra.max().unwrap_or(0))
+        })
+        .unwrap_or((0, 0, 1));
+    if !lookup {
+        return Ok(Verdict {
+            keys_checked: answered.len(),
+            violations: conflicts,
+            duplicate_orders,
+            most_orders_for_one_key: most,
+        });
+    }
     let workers = connections.clamp(1, 64);
     let chunk = answered.len().div_ceil(workers).max(1);
     let checks = answered.chunks(chunk).map(|part| {
@@ -50,5 +77,7 @@ pub async fn check(target: &Target, keys: &Keys, connections: usize) -> anyhow::
     Ok(Verdict {
         keys_checked: answered.len(),
         violations: mismatches + conflicts,
+        duplicate_orders,
+        most_orders_for_one_key: most,
     })
 }
