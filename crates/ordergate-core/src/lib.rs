@@ -13,6 +13,7 @@
 //!   outcomes.
 //! - [`submission`]: one `POST /orders` as a state machine: facts in, next step out.
 //! - [`problem`]: the contract's error codes and their problem+json shape.
+//! - [`replay_cache`]: finished answers kept in memory, until their record's expiry.
 //! - [`refusal`]: every way a request is refused, and its problem.
 //! - [`answer`]: HTTP answers as data (status, headers, body) for either build.
 //! - [`intake`]: the HTTP-level checks of a request, in the contract's order.
@@ -29,6 +30,7 @@ pub mod order;
 pub mod problem;
 pub mod protocol;
 pub mod refusal;
+pub mod replay_cache;
 pub mod settings;
 pub mod submission;
 pub mod tokens;

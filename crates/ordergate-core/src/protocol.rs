@@ -19,6 +19,24 @@ impl std::fmt::Debug for Fingerprint {
     }
 }
 
+impl Fingerprint {
+    /// Lowercase hex, for text-only carriers (an HTTP header between two builds' parts).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 || !hex.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+}
+
 /// A request body, parsed once: its fingerprint and its validation both come from here.
 #[derive(Debug, Clone)]
 pub struct Payload {
@@ -171,6 +189,17 @@ mod tests {
                 body: b"{}".to_vec(),
             },
         }
+    }
+
+    #[test]
+    fn a_fingerprint_survives_hex() {
+        let fingerprint = Fingerprint([0xa5; 32]);
+        assert_eq!(
+            Fingerprint::from_hex(&fingerprint.to_hex()),
+            Some(fingerprint)
+        );
+        assert_eq!(Fingerprint::from_hex("zz"), None);
+        assert_eq!(Fingerprint::from_hex(&"g".repeat(64)), None);
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! 401 → 415 → 413 → 400), then the object that owns the key or the order.
 
 use ordergate_core::intake::{self, Tenancy};
-use ordergate_core::{Answer, IdempotencyKey, Refusal};
+use ordergate_core::{Answer, IdempotencyKey, Refusal, ScopedKey};
 use uuid::Uuid;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, event, js_sys};
 
 use crate::config::{self, Access, Config};
 use crate::legacy;
+use crate::platform::now_ms;
+use crate::replays;
 use crate::respond;
 use crate::shard;
 use crate::wire::{self, Command};
@@ -98,13 +100,14 @@ async fn submit(mut req: Request, env: &Env, config: &Config) -> Result<Response
     intake::check_body_length(body.len(), config.max_body)?;
     let key_line = header(&headers, "idempotency-key");
     let key = intake::idempotency_key(key_line.iter().map(|v| v.as_bytes()))?;
+    let scoped = ScopedKey::new(tenant.clone(), key.clone());
+    if let Some(answer) = replays::answer(&scoped, &body, now_ms(), config.limits) {
+        return respond::answer(answer).map_err(internal);
+    }
     let legacy = legacy::stored_answer(env, config, &tenant, key.as_str())
         .await
         .map_err(|e| unavailable("the legacy KV namespace could not be read", e))?;
-    let shard = shard::of_key(
-        &ordergate_core::ScopedKey::new(tenant.clone(), key.clone()),
-        config.shards,
-    );
+    let shard = shard::of_key(&scoped, config.shards);
     let command = Command::Submit {
         tenant: tenant.clone(),
         key: key.as_str().to_owned(),
@@ -113,7 +116,10 @@ async fn submit(mut req: Request, env: &Env, config: &Config) -> Result<Response
         lease_ttl_ms: config.limits.lease_ttl_ms,
         legacy,
     };
-    ask_object(env, &tenant, shard, &command, &body).await
+    let response = ask_object(env, &tenant, shard, &command, &body).await?;
+    replays::learn(scoped, &body, response)
+        .await
+        .map_err(|e| unavailable("the object's answer could not be read", e))
 }
 
 /// `GET /orders?idempotencyKey=K`: the key's shard holds its orders.
@@ -125,10 +131,7 @@ async fn find_by_key(req: Request, env: &Env, config: &Config) -> Result<Respons
     let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     let key: IdempotencyKey =
         intake::lookup_key(Some(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))))?;
-    let shard = shard::of_key(
-        &ordergate_core::ScopedKey::new(tenant.clone(), key.clone()),
-        config.shards,
-    );
+    let shard = shard::of_key(&ScopedKey::new(tenant.clone(), key.clone()), config.shards);
     let command = Command::OrderByKey {
         key: key.as_str().to_owned(),
     };

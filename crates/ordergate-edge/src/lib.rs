@@ -14,6 +14,7 @@
 //! - [`object`]: the `KeyShard` Durable Object: the submission driver, lookups and
 //!   the purge alarm.
 //! - [`store`]: the object's SQL: schema, the one atomic placement, reads, purge.
+//! - [`replays`]: the isolate's replay cache (the core's), filled from objects' answers.
 //! - [`legacy`]: the old worker's KV namespace, read during the switch-over.
 //! - [`platform`]: the two runtime calls workers-rs does not wrap
 //!   (`transactionSync`, `crypto.getRandomValues`).
@@ -24,6 +25,7 @@ mod entry;
 mod legacy;
 mod object;
 mod platform;
+mod replays;
 mod respond;
 mod shard;
 mod store;

@@ -10,11 +10,13 @@
 use std::cell::Cell;
 
 use ordergate_core::{
-    Answer, Fact, IdempotencyKey, Limits, Outcome, Refusal, ScopedKey, Step, Submission, legacy,
+    Answer, Conclusion, Fact, IdempotencyKey, Limits, Outcome, Refusal, ScopedKey, Step,
+    Submission, legacy,
 };
 use worker::{DurableObject, Env, Request, Response, State, durable_object};
 
 use crate::platform::{now_ms, random_bytes};
+use crate::replays;
 use crate::respond;
 use crate::shard;
 use crate::store::Shard;
@@ -113,20 +115,27 @@ impl KeyShard {
             return Answer::refusal(&Refusal::Internal);
         };
         let scoped = ScopedKey::new(tenant, parsed);
-        let outcome = match self.drive(shard, (scoped, shard_number), body, limits, legacy) {
-            Ok(outcome) => outcome,
+        let conclusion = match self.drive(shard, (scoped, shard_number), body, limits, legacy) {
+            Ok(conclusion) => conclusion,
             Err(e) => {
                 worker::console_error!("a submission failed in the object's storage: {e}");
-                Outcome::Unavailable
+                Conclusion {
+                    outcome: Outcome::Unavailable,
+                    remember: None,
+                }
             }
         };
-        if let Outcome::Created(_) = outcome
+        if let Outcome::Created(_) = conclusion.outcome
             && let Err(e) = self.confirm(shard, limits).await
         {
             worker::console_error!("the storage did not confirm a placement: {e}");
             return Answer::refusal(&Refusal::Unavailable);
         }
-        Answer::outcome(outcome)
+        let mut answer = Answer::outcome(conclusion.outcome);
+        if let Some(remember) = &conclusion.remember {
+            replays::mark(&mut answer, remember);
+        }
+        answer
     }
 
     /// The submission, start to end, without an `await`: one turn of the object.
@@ -137,13 +146,16 @@ impl KeyShard {
         body: &[u8],
         limits: Limits,
         legacy: Option<String>,
-    ) -> worker::Result<Outcome> {
+    ) -> worker::Result<Conclusion> {
         let now = now_ms();
         let record_key = key.key.as_str().to_owned();
         if let Some(stored) = legacy
             && shard.live_record(&record_key, now)?.is_none()
         {
-            return Ok(legacy::replay(stored.as_bytes()));
+            return Ok(Conclusion {
+                outcome: legacy::replay(stored.as_bytes()),
+                remember: None,
+            });
         }
         let mut submission = Submission::new(key, body, now, limits);
         let mut step = submission.start();
@@ -169,7 +181,7 @@ impl KeyShard {
                 }
                 // A claim is never held across turns, so there is no holder to wait for.
                 Step::WaitForHolder { .. } => submission.step(Fact::Waited { timed_out: true }),
-                Step::Done(conclusion) => return Ok(conclusion.outcome),
+                Step::Done(conclusion) => return Ok(conclusion),
             };
         }
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ordergate_core::replay_cache::ReplayCache;
 use ordergate_core::{
     CacheHit, Conclusion, Fact, IdempotencyKey, Limits, OrderToPlace, Outcome, Placement,
     ScopedKey, Step, Submission,
@@ -20,7 +21,6 @@ use uuid::Uuid;
 
 use crate::clock::{Clock, millis};
 use crate::inflight::{Claim, InFlight, Release};
-use crate::replay_cache::ReplayCache;
 use crate::store::{DynStore, Lease, NewOrder, StoreError};
 use crate::telemetry::{Metrics, log_store_error};
 

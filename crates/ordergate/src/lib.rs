@@ -11,7 +11,6 @@
 //! - [`gateway`]: the protocol of `ordergate-core` driven against the store, the
 //!   in-process claims and the replay cache; lookups, readiness, and closing.
 //! - [`inflight`]: keys being placed by this process, so same-key retries wait.
-//! - [`replay_cache`]: a bounded cache of finished answers for replays.
 //! - [`delivery`]: the outbox's deliverer and its sinks (NATS JetStream, webhooks).
 //! - [`store`]: the storage trait and its backends (`store::sqlite`, `store::postgres`).
 //! - [`http`]: router, handlers, and the one mapping of errors to problem+json.
@@ -28,7 +27,6 @@ pub mod delivery;
 pub mod gateway;
 pub mod http;
 pub mod inflight;
-pub mod replay_cache;
 pub mod server;
 pub mod store;
 pub mod telemetry;

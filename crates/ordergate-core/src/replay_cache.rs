@@ -1,4 +1,5 @@
-//! A bounded cache of finished answers, so most replays never reach the database.
+//! A bounded cache of finished answers, so most replays never reach the store (the
+//! server's database, or the edge build's Durable Object).
 //!
 //! Keyed by (tenant, key), each entry keeps the payload fingerprint with the answer
 //! (a different payload is still a 422) and an expiry that is never later than the
@@ -16,7 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use lru::LruCache;
-use ordergate_core::{FinishedRecord, ScopedKey};
+
+use crate::{FinishedRecord, ScopedKey};
 
 /// Entries kept; a few hundred bytes each.
 pub const DEFAULT_CAPACITY: usize = 16_384;
@@ -101,7 +103,7 @@ impl ReplayCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ordergate_core::{Fingerprint, IdempotencyKey, StoredResponse};
+    use crate::{Fingerprint, IdempotencyKey, StoredResponse};
 
     fn key(tenant: &str, key: &str) -> ScopedKey {
         ScopedKey::new(tenant, IdempotencyKey::parse(key.as_bytes()).expect("key"))
