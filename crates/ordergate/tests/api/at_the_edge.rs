@@ -266,3 +266,32 @@ echo "runner exited $?""#,
         ["201", "runner exited 0"]
     );
 }
+
+/// An object marks the answers the Worker's replay cache may keep; the marks are
+/// between the two and never reach a client, first answer or replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_marks_between_object_and_worker_never_reach_the_client() {
+    let app = spawn_app(Db::Edge).await;
+    let first = app.post("marks", ORDER).await;
+    let replay = app.post("marks", ORDER).await;
+    let reused = app
+        .post("marks", r#"{"symbol":"MSFT","side":"buy","quantity":1}"#)
+        .await;
+    assert_eq!(
+        reused.status(),
+        422,
+        "the cached record still judges the payload"
+    );
+    for response in [&first, &replay] {
+        let internal: Vec<_> = response
+            .headers()
+            .keys()
+            .filter(|name| name.as_str().starts_with("x-ordergate"))
+            .collect();
+        assert!(internal.is_empty(), "{internal:?}");
+        assert_eq!(response.status(), 201);
+    }
+    assert_eq!(replay.headers()["idempotent-replay"], "true");
+    assert_eq!(first.headers()["location"], replay.headers()["location"]);
+    app.stop().await;
+}
