@@ -2,34 +2,56 @@
 
 use std::sync::Arc;
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinHandle;
 
 use crate::auth::Auth;
 
 /// Resolves on the first SIGTERM or Ctrl-C. From then on a second one ends the
 /// process at once (exit code 130), for an operator who will not wait for the drain.
-pub async fn shutdown_signal() {
-    stop_requested().await;
-    tokio::spawn(async {
-        stop_requested().await;
-        tracing::warn!("second stop signal: exiting now, without draining");
-        std::process::exit(130);
-    });
+///
+/// The handlers are registered when this is called, not when the future is first
+/// polled: a signal that arrives while the server is still starting up must not take
+/// the default action and end the process without a drain.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let mut signals = StopSignals::register();
+    async move {
+        signals.recv().await;
+        tokio::spawn(async move {
+            signals.recv().await;
+            tracing::warn!("second stop signal: exiting now, without draining");
+            std::process::exit(130);
+        });
+    }
 }
 
-async fn stop_requested() {
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGTERM and SIGINT, registered with the runtime.
+struct StopSignals {
+    terminate: Option<Signal>,
+    interrupt: Option<Signal>,
+}
+
+impl StopSignals {
+    fn register() -> Self {
+        Self {
+            terminate: signal(SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = terminate => {},
+    }
+
+    async fn recv(&mut self) {
+        async fn next(signal: &mut Option<Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = next(&mut self.terminate) => {},
+            () = next(&mut self.interrupt) => {},
+        }
     }
 }
 
