@@ -73,6 +73,10 @@ pub fn check_declared_length(content_length: Option<&[u8]>, max: u64) -> Result<
     }
 }
 
+/// Most bytes of an oversized body read and dropped after it was refused, so that a
+/// client still sending it can read the 413 instead of a reset connection.
+pub const DISCARD_LIMIT: usize = 1 << 20;
+
 /// Step 4, while reading: the body read so far.
 pub fn check_body_length(read: usize, max: u64) -> Result<(), Refusal> {
     if u64::try_from(read).unwrap_or(u64::MAX) > max {

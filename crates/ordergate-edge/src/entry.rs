@@ -1,10 +1,11 @@
 //! The Worker's `fetch`: routes, the HTTP checks in the contract's order (404/405 →
 //! 401 → 415 → 413 → 400), then the object that owns the key or the order.
 
-use ordergate_core::intake::{self, Tenancy};
+use futures_util::StreamExt;
+use ordergate_core::intake::{self, DISCARD_LIMIT, Tenancy};
 use ordergate_core::{Answer, IdempotencyKey, Refusal, ScopedKey};
 use uuid::Uuid;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, event, js_sys};
+use worker::{ByteStream, Env, Headers, Method, Request, RequestInit, Response, event, js_sys};
 
 use crate::config::{self, Access, Config};
 use crate::legacy;
@@ -95,9 +96,7 @@ async fn submit(mut req: Request, env: &Env, config: &Config) -> Result<Response
         encoding.iter().map(|v| v.as_bytes()),
     )?;
     let declared = header(&headers, "content-length");
-    intake::check_declared_length(declared.as_deref().map(str::as_bytes), config.max_body)?;
-    let body = req.bytes().await.map_err(|_| Refusal::BodyBroken)?;
-    intake::check_body_length(body.len(), config.max_body)?;
+    let body = read_body(&mut req, declared.as_deref(), config.max_body).await?;
     let key_line = header(&headers, "idempotency-key");
     let key = intake::idempotency_key(key_line.iter().map(|v| v.as_bytes()))?;
     let scoped = ScopedKey::new(tenant.clone(), key.clone());
@@ -120,6 +119,47 @@ async fn submit(mut req: Request, env: &Env, config: &Config) -> Result<Response
     replays::learn(scoped, &body, response)
         .await
         .map_err(|e| unavailable("the object's answer could not be read", e))
+}
+
+/// Step 4: the body, refused on a declared length over `max`, else read as it streams
+/// in and refused as soon as it passes `max` (a body without `Content-Length` is not
+/// read whole first).
+async fn read_body(
+    req: &mut Request,
+    declared: Option<&str>,
+    max: u64,
+) -> Result<Vec<u8>, Refusal> {
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let mut stream = req.stream().map_err(|_| Refusal::BodyBroken)?;
+    if let Err(too_large) = intake::check_declared_length(declared.map(str::as_bytes), max) {
+        discard(stream).await;
+        return Err(too_large);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| Refusal::BodyBroken)?;
+        if let Err(too_large) = intake::check_body_length(body.len() + chunk.len(), max) {
+            discard(stream).await;
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads and drops up to [`DISCARD_LIMIT`] more bytes of a refused body, as the server
+/// does: a request left half-read is cut off by the runtime, and the client may not
+/// get its 413.
+async fn discard(mut stream: ByteStream) {
+    let mut seen = 0usize;
+    while seen < DISCARD_LIMIT {
+        match stream.next().await {
+            Some(Ok(chunk)) => seen += chunk.len(),
+            _ => return,
+        }
+    }
 }
 
 /// `GET /orders?idempotencyKey=K`: the key's shard holds its orders.

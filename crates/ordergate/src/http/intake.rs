@@ -7,7 +7,8 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
-use ordergate_core::{IdempotencyKey, Refusal, intake};
+use ordergate_core::intake::{self, DISCARD_LIMIT};
+use ordergate_core::{IdempotencyKey, Refusal};
 
 use crate::auth::Auth;
 
@@ -19,9 +20,6 @@ pub fn tenant(auth: &Auth, headers: &HeaderMap) -> Result<String, Refusal> {
 
 /// How long a client may take to send its body.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Most bytes of an oversized body read (and dropped) before answering 413.
-const DISCARD_LIMIT: usize = 1 << 20;
 
 /// Step 3: JSON (`application/json` or any `+json` type) or no type; no encoding.
 pub fn check_media_type(headers: &HeaderMap) -> Result<(), Refusal> {
