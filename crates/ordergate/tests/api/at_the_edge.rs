@@ -300,3 +300,66 @@ async fn the_cache_marks_between_object_and_worker_never_reach_the_client() {
     assert_eq!(first.headers()["location"], replay.headers()["location"]);
     app.stop().await;
 }
+
+/// dev.sh prints nothing secret, at wrangler's most talkative log level: the token is
+/// in no line of its output and on no command line of its processes, and the file it
+/// is kept in is the owner's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_prints_no_secret_and_keeps_the_keys_private() {
+    use std::os::unix::fs::PermissionsExt;
+    const SECRET: &str = "tok-3f9a1c-never-shown";
+    let dir = tempfile::tempdir().expect("dir");
+    let addr = crate::edge::free_port();
+    let runner = tokio::process::Command::new(crate::edge::DEV_SH)
+        .args(["--listen", &addr.to_string(), "--state"])
+        .arg(dir.path())
+        .args(["--api-key", &format!("acme:{SECRET}")])
+        .env("ORDERGATE_EDGE_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn dev.sh");
+    let client = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "dev.sh did not serve in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let placed = post(&client, &format!("{base}/orders"), SECRET, "private").await;
+    assert_eq!(placed.status(), 201);
+    let refused = post(&client, &format!("{base}/orders"), "wrong", "private").await;
+    assert_eq!(refused.status(), 401);
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            assert!(
+                !cmdline.contains(SECRET),
+                "a command line shows the token: {cmdline}"
+            );
+        }
+    }
+    let mode = std::fs::metadata(dir.path().join(".dev.vars"))
+        .expect("the keys file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "only the owner may read the keys file");
+    let pid = runner.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let output = runner.wait_with_output().await.expect("dev.sh output");
+    assert!(output.status.success(), "dev.sh exits 0 on SIGTERM");
+    let printed = [output.stdout, output.stderr].concat();
+    let printed = String::from_utf8_lossy(&printed);
+    assert!(
+        printed.contains("POST /orders"),
+        "the log level shows requests: {printed}"
+    );
+    assert!(
+        !printed.contains(SECRET),
+        "dev.sh printed the token:\n{printed}"
+    );
+}

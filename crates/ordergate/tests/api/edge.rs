@@ -211,7 +211,7 @@ fn object_files(state: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn free_port() -> SocketAddr {
+pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("address")
 }
