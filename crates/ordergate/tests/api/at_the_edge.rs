@@ -14,13 +14,7 @@ use crate::edge::Edge;
 use crate::helpers::*;
 
 async fn post(client: &reqwest::Client, url: &str, token: &str, key: &str) -> reqwest::Response {
-    client
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("idempotency-key", key)
-        .body(ORDER)
-        .send()
+    try_post_order(client, url, token, key)
         .await
         .expect("request sent")
 }
@@ -134,14 +128,7 @@ async fn acknowledged_orders_survive_a_restart_under_load_and_retries_place_at_m
                 let key = format!("load-{c}-{i}");
                 sent.lock().await.insert(key.clone());
                 let url = base.lock().await.clone();
-                let answered = client
-                    .post(&url)
-                    .bearer_auth(ACME)
-                    .header("content-type", "application/json")
-                    .header("idempotency-key", &key)
-                    .body(ORDER)
-                    .send()
-                    .await;
+                let answered = try_post_order(&client, &url, ACME, &key).await;
                 match answered {
                     Ok(r) if r.status() == 201 => {
                         if let Ok(body) = r.bytes().await {

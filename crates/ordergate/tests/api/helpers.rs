@@ -365,6 +365,24 @@ impl TestApp {
     }
 }
 
+/// One `POST` of the standard order to `url` with `token` and `key`, on a client of the
+/// caller's (with its own timeout, say); a transport error is the caller's to judge.
+pub async fn try_post_order(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    key: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(ORDER)
+        .send()
+        .await
+}
+
 /// Headers for acme's JSON POST with one idempotency key line.
 pub fn acme_headers(key: &[u8]) -> HeaderMap {
     let mut headers = HeaderMap::new();

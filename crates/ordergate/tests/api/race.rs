@@ -77,14 +77,7 @@ async fn clients_that_time_out_and_retry_still_get_one_order_per_key(db: Db) {
         let key = format!("retry-race-{round}");
         let ids = join_all((0..RETRYING_CLIENTS).map(|_| async {
             for _ in 0..200 {
-                let sent = client
-                    .post(app.url("/orders"))
-                    .bearer_auth(ACME)
-                    .header("content-type", "application/json")
-                    .header("idempotency-key", &key)
-                    .body(ORDER)
-                    .send()
-                    .await;
+                let sent = try_post_order(&client, &app.url("/orders"), ACME, &key).await;
                 let Ok(response) = sent else { continue };
                 match response.status().as_u16() {
                     201 => match response.bytes().await {
