@@ -80,53 +80,59 @@ impl DurableObject for KeyShard {
     }
 }
 
+/// One `POST /orders` as the object received it.
+struct Incoming<'a> {
+    key: ScopedKey,
+    /// This object's shard, which a new order's id carries.
+    shard: u16,
+    body: &'a [u8],
+    limits: Limits,
+    /// The old worker's stored answer for the key, if it had one.
+    legacy: Option<String>,
+}
+
 impl KeyShard {
-    async fn run(&self, shard: &Shard, command: Command, body: &[u8]) -> Answer {
+    async fn run(&self, store: &Shard, command: Command, body: &[u8]) -> Answer {
         match command {
             Command::Submit {
                 tenant,
                 key,
-                shard: shard_number,
+                shard,
                 result_ttl_ms,
                 lease_ttl_ms,
                 legacy,
             } => {
-                let limits = Limits {
-                    result_ttl_ms,
-                    lease_ttl_ms,
+                let Ok(key) = IdempotencyKey::from_decoded(&key) else {
+                    return Answer::refusal(&Refusal::Internal);
                 };
-                let key = (tenant, key, shard_number);
-                self.submit(shard, key, body, limits, legacy).await
+                let incoming = Incoming {
+                    key: ScopedKey::new(tenant, key),
+                    shard,
+                    body,
+                    limits: Limits {
+                        result_ttl_ms,
+                        lease_ttl_ms,
+                    },
+                    legacy,
+                };
+                self.submit(store, incoming).await
             }
-            Command::OrderById { order_id } => found(shard.order_by_id(&order_id)),
-            Command::OrderByKey { key } => found(shard.order_by_key(&key)),
+            Command::OrderById { order_id } => found(store.order_by_id(&order_id)),
+            Command::OrderByKey { key } => found(store.order_by_key(&key)),
         }
     }
 
-    async fn submit(
-        &self,
-        shard: &Shard,
-        (tenant, key, shard_number): (String, String, u16),
-        body: &[u8],
-        limits: Limits,
-        legacy: Option<String>,
-    ) -> Answer {
-        let Ok(parsed) = IdempotencyKey::from_decoded(&key) else {
-            return Answer::refusal(&Refusal::Internal);
-        };
-        let scoped = ScopedKey::new(tenant, parsed);
-        let conclusion = match self.drive(shard, (scoped, shard_number), body, limits, legacy) {
-            Ok(conclusion) => conclusion,
-            Err(e) => {
-                worker::console_error!("a submission failed in the object's storage: {e}");
-                Conclusion {
-                    outcome: Outcome::Unavailable,
-                    remember: None,
-                }
+    async fn submit(&self, store: &Shard, incoming: Incoming<'_>) -> Answer {
+        let limits = incoming.limits;
+        let conclusion = self.drive(store, incoming).unwrap_or_else(|e| {
+            worker::console_error!("a submission failed in the object's storage: {e}");
+            Conclusion {
+                outcome: Outcome::Unavailable,
+                remember: None,
             }
-        };
+        });
         if let Outcome::Created(_) = conclusion.outcome
-            && let Err(e) = self.confirm(shard, limits).await
+            && let Err(e) = self.confirm(store, limits).await
         {
             worker::console_error!("the storage did not confirm a placement: {e}");
             return Answer::refusal(&Refusal::Unavailable);
@@ -139,18 +145,18 @@ impl KeyShard {
     }
 
     /// The submission, start to end, without an `await`: one turn of the object.
-    fn drive(
-        &self,
-        shard: &Shard,
-        (key, shard_number): (ScopedKey, u16),
-        body: &[u8],
-        limits: Limits,
-        legacy: Option<String>,
-    ) -> worker::Result<Conclusion> {
+    fn drive(&self, store: &Shard, incoming: Incoming<'_>) -> worker::Result<Conclusion> {
         let now = now_ms();
+        let Incoming {
+            key,
+            shard: shard_number,
+            body,
+            limits,
+            legacy,
+        } = incoming;
         let record_key = key.key.as_str().to_owned();
         if let Some(stored) = legacy
-            && shard.live_record(&record_key, now)?.is_none()
+            && store.live_record(&record_key, now)?.is_none()
         {
             return Ok(Conclusion {
                 outcome: legacy::replay(stored.as_bytes()),
@@ -163,7 +169,7 @@ impl KeyShard {
             step = match step {
                 Step::LookUpCache => submission.step(Fact::Cached(None)),
                 Step::ReadRecord => {
-                    let record = shard.live_record(&record_key, now)?;
+                    let record = store.live_record(&record_key, now)?;
                     submission.step(Fact::Read {
                         record,
                         asked_at_ms: now,
@@ -176,7 +182,7 @@ impl KeyShard {
                 }),
                 Step::Place(order) => {
                     let expires = now.saturating_add(limits.result_ttl_ms);
-                    let placement = shard.place(&self.state, &record_key, &order, expires)?;
+                    let placement = store.place(&self.state, &record_key, &order, expires)?;
                     submission.step(Fact::Placed(placement))
                 }
                 // A claim is never held across turns, so there is no holder to wait for.
