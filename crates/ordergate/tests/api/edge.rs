@@ -132,11 +132,7 @@ impl Edge {
     pub fn orders_per_key(&self) -> Vec<i64> {
         let mut counts = Vec::new();
         for file in object_files(&self.state) {
-            let conn = rusqlite::Connection::open_with_flags(
-                &file,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )
-            .expect("open object database");
+            let conn = open_object(&file);
             let mut stmt = match conn
                 .prepare("SELECT count(*) FROM orders GROUP BY idempotency_key ORDER BY 1")
             {
@@ -165,11 +161,7 @@ impl Edge {
         object_files(&self.state)
             .iter()
             .map(|file| {
-                let conn = rusqlite::Connection::open_with_flags(
-                    file,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-                )
-                .expect("open object database");
+                let conn = open_object(file);
                 conn.query_row("SELECT count(*) FROM records", [], |row| row.get(0))
                     .unwrap_or(0)
             })
@@ -186,6 +178,12 @@ impl Drop for Edge {
             let _ = child.wait();
         }
     }
+}
+
+/// One object's database, read-only (workerd may still be writing it).
+fn open_object(file: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open object database")
 }
 
 /// The SQLite files of the `KeyShard` objects under a state directory.
