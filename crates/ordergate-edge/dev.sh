@@ -4,7 +4,8 @@
 #
 #   dev.sh --listen HOST:PORT --state DIR [--api-key TENANT:TOKEN ...]
 #          [--result-ttl D] [--lease-ttl D] [--max-body N] [--open]
-#          [--shards N] [--legacy-kv NAMESPACE_ID --legacy-tenant TENANT]
+#          [--shards N [--previous-shards N[,N…] --shards-changed-at RFC3339]]
+#          [--legacy-kv NAMESPACE_ID --legacy-tenant TENANT]
 #
 # Builds the Worker first if its sources changed. Prints nothing secret: API keys go
 # to a 0600 file under DIR, never to a command line. SIGTERM or SIGINT stops workerd
@@ -13,7 +14,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-usage() { sed -n '5,7p' "$0" | sed 's/^# *//' >&2; exit 2; }
+usage() { sed -n '5,8p' "$0" | sed 's/^# *//' >&2; exit 2; }
 listen="" state="" keys="" open="" legacy_kv="" legacy_tenant=""
 declare -a vars=()
 while [ $# -gt 0 ]; do
@@ -25,6 +26,8 @@ while [ $# -gt 0 ]; do
         --lease-ttl) vars+=(ORDERGATE_LEASE_TTL "$2"); shift 2 ;;
         --max-body) vars+=(ORDERGATE_MAX_BODY "$2"); shift 2 ;;
         --shards) vars+=(ORDERGATE_SHARDS "$2"); shift 2 ;;
+        --previous-shards) vars+=(ORDERGATE_PREVIOUS_SHARDS "$2"); shift 2 ;;
+        --shards-changed-at) vars+=(ORDERGATE_SHARDS_CHANGED_AT "$2"); shift 2 ;;
         --open) open=1; shift ;;
         --legacy-kv) legacy_kv="$2"; shift 2 ;;
         --legacy-tenant) legacy_tenant="$2"; shift 2 ;;

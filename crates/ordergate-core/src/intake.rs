@@ -13,18 +13,62 @@ pub enum Tenancy<'a> {
     Open,
 }
 
-/// Step 2: the tenant of the bearer token.
-pub fn tenant(tenancy: Tenancy<'_>, authorization: Option<&[u8]>) -> Result<String, Refusal> {
+/// A request path's segments as the server's router matches them: one leading `/`,
+/// then segments that are never empty (`//orders` and `/orders/` name no route).
+/// Segments stay percent-encoded; an order id is decoded where it is read.
+pub fn path_segments(path: &str) -> Option<Vec<&str>> {
+    let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    segments.iter().all(|s| !s.is_empty()).then_some(segments)
+}
+
+/// The lines of a header as the Fetch API hands them over: joined into one value with
+/// `", "`. A runtime that cannot see the lines themselves (the edge build) splits them
+/// here, so that two lines count as two there as on the server. Each line loses the
+/// spaces and tabs around it, as an HTTP/1.1 parser drops them (RFC 9110 §5.5).
+pub fn joined_lines(joined: Option<&[u8]>) -> Vec<&[u8]> {
+    let Some(joined) = joined else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    let mut rest = joined;
+    while let Some(at) = rest.windows(2).position(|w| w == b", ") {
+        lines.push(without_whitespace(&rest[..at]));
+        rest = &rest[at + 2..];
+    }
+    lines.push(without_whitespace(rest));
+    lines
+}
+
+/// A field value without the optional whitespace (spaces and tabs) around it.
+fn without_whitespace(value: &[u8]) -> &[u8] {
+    let ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !ows(b)).unwrap_or(value.len());
+    let end = value.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
+/// Step 2: the tenant of the bearer token, from every `Authorization` line: exactly
+/// one is allowed, since which of two credentials counts would be a guess.
+pub fn tenant<'a>(
+    tenancy: Tenancy<'_>,
+    mut authorization: impl Iterator<Item = &'a [u8]>,
+) -> Result<String, Refusal> {
     match tenancy {
         Tenancy::Open => Ok(OPEN_MODE_TENANT.to_owned()),
-        Tenancy::Tokens(table) => table
-            .tenant_for_header(authorization)
-            .ok_or(Refusal::Unauthorized),
+        Tenancy::Tokens(table) => {
+            let first = authorization.next();
+            if authorization.next().is_some() {
+                return Err(Refusal::Unauthorized);
+            }
+            table.tenant_for_header(first).ok_or(Refusal::Unauthorized)
+        }
     }
 }
 
 /// Step 3: JSON (`application/json` or any `+json` type) or no type; no encoding
 /// other than `identity`. Each iterator yields every line of its header.
+/// `Content-Encoding` is a list (RFC 9110 §8.4): each line holds comma-separated
+/// codings, empty elements are ignored, and an empty list is no encoding.
 pub fn check_media_type<'a>(
     mut content_types: impl Iterator<Item = &'a [u8]>,
     encodings: impl Iterator<Item = &'a [u8]>,
@@ -36,8 +80,9 @@ pub fn check_media_type<'a>(
             "the body must be JSON (Content-Type: application/json)",
         ));
     }
-    for encoding in encodings {
-        if !encoding.trim_ascii().eq_ignore_ascii_case(b"identity") {
+    let codings = encodings.flat_map(|line| line.split(|&b| b == b','));
+    for coding in codings.map(<[u8]>::trim_ascii).filter(|c| !c.is_empty()) {
+        if !coding.eq_ignore_ascii_case(b"identity") {
             return Err(Refusal::UnsupportedMediaType(
                 "encoded bodies are not accepted (Content-Encoding must be identity)",
             ));
@@ -141,6 +186,70 @@ mod tests {
         ] {
             assert!(!is_json(bad.as_bytes()), "{bad}");
         }
+    }
+
+    #[test]
+    fn encodings_are_lists_of_identity_or_nothing() {
+        let check = |lines: &[&[u8]]| check_media_type(std::iter::empty(), lines.iter().copied());
+        for ok in [
+            &[][..],
+            &[&b"identity"[..]],
+            &[b"identity", b"Identity"],
+            &[b"identity, identity"],
+            &[b""],
+            &[b" , "],
+        ] {
+            assert!(check(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &[&b"gzip"[..]][..],
+            &[b"identity, gzip"],
+            &[b"identity", b"br"],
+        ] {
+            assert!(check(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn paths_match_as_the_router_matches_them() {
+        assert_eq!(path_segments("/orders"), Some(vec!["orders"]));
+        assert_eq!(
+            path_segments("/orders/a%2Db"),
+            Some(vec!["orders", "a%2Db"])
+        );
+        for none in ["", "/", "//orders", "/orders/", "orders", "/orders//x"] {
+            assert_eq!(path_segments(none), None, "{none:?}");
+        }
+    }
+
+    #[test]
+    fn joined_header_values_split_back_into_their_lines() {
+        assert!(joined_lines(None).is_empty());
+        assert_eq!(joined_lines(Some(b"")), [&b""[..]]);
+        assert_eq!(joined_lines(Some(b"one")), [&b"one"[..]]);
+        assert_eq!(
+            joined_lines(Some(b"\"split, tail\"")),
+            [&b"\"split"[..], b"tail\""]
+        );
+        assert_eq!(joined_lines(Some(b"a,b")), [&b"a,b"[..]]);
+        assert_eq!(joined_lines(Some(b"\tkey\t ")), [&b"key"[..]]);
+        assert_eq!(joined_lines(Some(b"a\tb")), [&b"a\tb"[..]]);
+    }
+
+    #[test]
+    fn two_authorization_lines_are_unauthorized() {
+        let keys = crate::tokens::ApiKey::parse_list("acme:t").expect("keys");
+        let table = TokenTable::build(&keys).expect("table");
+        let one: [&[u8]; 1] = [b"Bearer t"];
+        assert_eq!(
+            tenant(Tenancy::Tokens(&table), one.into_iter()).as_deref(),
+            Ok("acme")
+        );
+        let two: [&[u8]; 2] = [b"Bearer t", b"Bearer t"];
+        assert_eq!(
+            tenant(Tenancy::Tokens(&table), two.into_iter()),
+            Err(Refusal::Unauthorized)
+        );
     }
 
     #[test]

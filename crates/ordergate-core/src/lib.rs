@@ -20,6 +20,8 @@
 //! - [`legacy`]: replays of the old worker's stored answers during the switch-over.
 //! - [`tokens`]: `TENANT:TOKEN` keys and the constant-time token lookup.
 //! - [`settings`]: durations and limits, parsed and bounded once for both builds.
+//! - [`shard`]: the edge build's key-to-object mapping, order ids that carry their
+//!   object, and shard count changes that keep every key's answer.
 
 pub mod answer;
 pub mod intake;
@@ -32,6 +34,7 @@ pub mod protocol;
 pub mod refusal;
 pub mod replay_cache;
 pub mod settings;
+pub mod shard;
 pub mod submission;
 pub mod tokens;
 

@@ -1,7 +1,9 @@
 //! The settings both builds share, parsed and bounded the same way: durations such
 //! as `30s`, `5m`, `24h`, `7d` or `1h 30m`, and the body limit.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use crate::shard::{Layout, MAX_SHARDS, Previous};
 
 pub const DEFAULT_RESULT_TTL: &str = "24h";
 pub const DEFAULT_LEASE_TTL: &str = "30s";
@@ -59,6 +61,69 @@ pub fn check_lease_within_result(
     Ok(())
 }
 
+/// Shards per tenant at the edge unless set otherwise.
+pub const DEFAULT_SHARDS: u16 = 16;
+
+/// The edge build's shard layout: the count (`ORDERGATE_SHARDS`), the counts before it
+/// (`ORDERGATE_PREVIOUS_SHARDS`, most recent first, comma-separated) and when the
+/// current count took effect (`ORDERGATE_SHARDS_CHANGED_AT`, RFC 3339), which earlier
+/// counts need.
+pub fn shard_layout(
+    shards: Option<&str>,
+    previous: Option<&str>,
+    changed_at: Option<&str>,
+) -> Result<Layout, String> {
+    let shards = match shards {
+        Some(v) => shard_count(v).map_err(|e| format!("ORDERGATE_SHARDS: {e}"))?,
+        None => DEFAULT_SHARDS,
+    };
+    let previous = match (previous, changed_at) {
+        (None, None) => None,
+        (Some(counts), Some(at)) => Some(Previous {
+            counts: counts
+                .split(',')
+                .map(shard_count)
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("ORDERGATE_PREVIOUS_SHARDS: {e}"))?,
+            changed_at_ms: instant_ms(at)
+                .map_err(|e| format!("ORDERGATE_SHARDS_CHANGED_AT: {e}"))?,
+        }),
+        (Some(_), None) => {
+            return Err(
+                "ORDERGATE_PREVIOUS_SHARDS needs ORDERGATE_SHARDS_CHANGED_AT: when \
+                        the current count took effect"
+                    .into(),
+            );
+        }
+        (None, Some(_)) => {
+            return Err(
+                "ORDERGATE_SHARDS_CHANGED_AT needs ORDERGATE_PREVIOUS_SHARDS: the \
+                        count before the change"
+                    .into(),
+            );
+        }
+    };
+    Ok(Layout { shards, previous })
+}
+
+fn shard_count(v: &str) -> Result<u16, String> {
+    v.trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|n| (1..=MAX_SHARDS).contains(n))
+        .ok_or_else(|| format!("{v:?} is not a number from 1 to {MAX_SHARDS}"))
+}
+
+/// An RFC 3339 instant (`2026-12-04T09:00:00Z`) in milliseconds since the Unix epoch.
+pub fn instant_ms(s: &str) -> Result<i64, String> {
+    let instant = humantime::parse_rfc3339_weak(s.trim())
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})"))?;
+    let since_epoch = instant
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| format!("{s:?} is before 1970"))?;
+    i64::try_from(since_epoch.as_millis()).map_err(|_| format!("{s:?} is too far ahead"))
+}
+
 /// A duration from `min` to `max` (each with the way it is written).
 fn duration_within(
     s: &str,
@@ -84,6 +149,36 @@ mod tests {
         assert!(lease_ttl("2h").is_err());
         assert!(max_body("0").is_err());
         assert_eq!(max_body("65536"), Ok(DEFAULT_MAX_BODY));
+    }
+
+    #[test]
+    fn a_shard_layout_names_its_earlier_counts_and_when_they_ended() {
+        assert_eq!(shard_layout(None, None, None), Ok(Layout::fixed(16)));
+        assert_eq!(shard_layout(Some("4"), None, None), Ok(Layout::fixed(4)));
+        let changed = shard_layout(Some("4"), Some("16, 8"), Some("2026-12-04T09:00:00Z"));
+        assert_eq!(
+            changed,
+            Ok(Layout {
+                shards: 4,
+                previous: Some(Previous {
+                    counts: vec![16, 8],
+                    changed_at_ms: 1_796_374_800_000,
+                }),
+            })
+        );
+        for (shards, previous, at) in [
+            (Some("0"), None, None),
+            (Some("65536"), None, None),
+            (None, Some("16"), None),
+            (None, None, Some("2026-12-04T09:00:00Z")),
+            (None, Some("x"), Some("2026-12-04T09:00:00Z")),
+            (None, Some("16"), Some("yesterday")),
+        ] {
+            assert!(
+                shard_layout(shards, previous, at).is_err(),
+                "{shards:?} {previous:?} {at:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,20 +1,20 @@
 //! The Worker's settings: the secret `ORDERGATE_API_KEYS` and the variables
 //! `ORDERGATE_RESULT_TTL`, `ORDERGATE_LEASE_TTL`, `ORDERGATE_MAX_BODY`,
-//! `ORDERGATE_OPEN_MODE`, `ORDERGATE_SHARDS` and `ORDERGATE_LEGACY_TENANT`. Parsed
-//! and bounded by `ordergate_core::settings`, as the server's flags are.
+//! `ORDERGATE_OPEN_MODE`, `ORDERGATE_SHARDS`, `ORDERGATE_PREVIOUS_SHARDS`,
+//! `ORDERGATE_SHARDS_CHANGED_AT` and `ORDERGATE_LEGACY_TENANT`, and whether the old
+//! worker's namespace is bound. Parsed and bounded by `ordergate_core::settings`, as
+//! the server's flags are.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use ordergate_core::Limits;
 use ordergate_core::settings::{self, DEFAULT_LEASE_TTL, DEFAULT_MAX_BODY, DEFAULT_RESULT_TTL};
+use ordergate_core::shard::Layout;
 use ordergate_core::tokens::{ApiKey, TokenTable};
 use worker::Env;
 
-use crate::shard::MAX_SHARDS;
-
-/// Shards per tenant unless `ORDERGATE_SHARDS` says otherwise (see README).
-const DEFAULT_SHARDS: u16 = 16;
+use crate::legacy::BINDING as LEGACY_BINDING;
 
 /// Who may call.
 pub enum Access {
@@ -27,7 +27,8 @@ pub struct Config {
     pub access: Access,
     pub limits: Limits,
     pub max_body: u64,
-    pub shards: u16,
+    pub layout: Layout,
+    /// The tenant whose keys the old worker answered, when its namespace is bound.
     pub legacy_tenant: Option<String>,
 }
 
@@ -44,7 +45,7 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 9] = [
     "ORDERGATE_API_KEYS",
     "ORDERGATE_OPEN_MODE",
     "ORDERGATE_RESULT_TTL",
@@ -52,14 +53,20 @@ const NAMES: [&str; 7] = [
     "ORDERGATE_MAX_BODY",
     "ORDERGATE_SHARDS",
     "ORDERGATE_LEGACY_TENANT",
+    "ORDERGATE_PREVIOUS_SHARDS",
+    "ORDERGATE_SHARDS_CHANGED_AT",
 ];
+
+/// Stands in the raw values for "the legacy namespace is bound".
+const BOUND: &str = "bound";
 
 /// The settings of `env`.
 pub fn load(env: &Env) -> Loaded {
-    let raw: Vec<Option<String>> = NAMES
+    let mut raw: Vec<Option<String>> = NAMES
         .iter()
         .map(|name| env.var(name).ok().map(|v| v.to_string()))
         .collect();
+    raw.push(env.kv(LEGACY_BINDING).is_ok().then(|| BOUND.to_owned()));
     CACHE.with_borrow_mut(|cache| {
         if let Some((seen, config)) = cache.as_ref()
             && *seen == raw
@@ -109,10 +116,12 @@ fn parse(raw: &[Option<String>]) -> Result<Config, ConfigError> {
         Some(v) => settings::max_body(&v).map_err(|e| format!("ORDERGATE_MAX_BODY: {e}"))?,
         None => DEFAULT_MAX_BODY,
     };
-    let shards = match value(5) {
-        Some(v) => shards(&v)?,
-        None => DEFAULT_SHARDS,
-    };
+    let layout = settings::shard_layout(
+        value(5).as_deref(),
+        value(7).as_deref(),
+        value(8).as_deref(),
+    )?;
+    let legacy_tenant = legacy_tenant(value(6), value(9).is_some())?;
     Ok(Config {
         access,
         limits: Limits {
@@ -120,17 +129,26 @@ fn parse(raw: &[Option<String>]) -> Result<Config, ConfigError> {
             lease_ttl_ms: millis(lease_ttl),
         },
         max_body,
-        shards,
-        legacy_tenant: value(6).map(|v| v.trim().to_owned()),
+        layout,
+        legacy_tenant,
     })
 }
 
-fn shards(v: &str) -> Result<u16, ConfigError> {
-    v.trim()
-        .parse::<u16>()
-        .ok()
-        .filter(|n| *n >= 1 && u32::from(*n) < MAX_SHARDS)
-        .ok_or_else(|| format!("ORDERGATE_SHARDS: {v:?} is not a number from 1 to 65535"))
+/// A switch-over needs both the tenant and the namespace: with only one of them, keys
+/// the old worker answered would be placed again, so no order is taken at all.
+fn legacy_tenant(tenant: Option<String>, bound: bool) -> Result<Option<String>, ConfigError> {
+    match (tenant, bound) {
+        (Some(tenant), true) => Ok(Some(tenant.trim().to_owned())),
+        (None, false) => Ok(None),
+        (Some(_), false) => Err(format!(
+            "ORDERGATE_LEGACY_TENANT is set but no KV namespace is bound as \
+             {LEGACY_BINDING}: the old worker's answers cannot be read"
+        )),
+        (None, true) => Err(format!(
+            "the KV namespace {LEGACY_BINDING} is bound but ORDERGATE_LEGACY_TENANT is not \
+             set: whose keys the old worker answered is unknown"
+        )),
+    }
 }
 
 fn millis(d: std::time::Duration) -> i64 {

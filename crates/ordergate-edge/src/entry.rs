@@ -2,8 +2,10 @@
 //! 401 → 415 → 413 → 400), then the object that owns the key or the order.
 
 use futures_util::StreamExt;
-use ordergate_core::intake::{self, DISCARD_LIMIT, Tenancy};
-use ordergate_core::{Answer, IdempotencyKey, Refusal, ScopedKey};
+use futures_util::future::join_all;
+use ordergate_core::intake::{self, DISCARD_LIMIT, Tenancy, joined_lines};
+use ordergate_core::shard::{self, object_name};
+use ordergate_core::{Answer, IdempotencyKey, Refusal, ScopedKey, legacy as legacy_rules};
 use uuid::Uuid;
 use worker::{ByteStream, Env, Headers, Method, Request, RequestInit, Response, event, js_sys};
 
@@ -12,8 +14,7 @@ use crate::legacy;
 use crate::platform::now_ms;
 use crate::replays;
 use crate::respond;
-use crate::shard;
-use crate::wire::{self, Command};
+use crate::wire::{self, Command, Reply};
 
 /// The Durable Object namespace of the key shards.
 const SHARDS_BINDING: &str = "KEY_SHARDS";
@@ -23,10 +24,15 @@ const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: worker::Context) -> worker::Result<Response> {
-    match route(req, &env).await {
-        Ok(response) => Ok(response),
-        Err(refusal) => respond::refusal(&refusal),
+    let head = req.inner().method() == "HEAD";
+    let response = match route(req, &env).await {
+        Ok(response) => response,
+        Err(refusal) => respond::refusal(&refusal)?,
+    };
+    if head {
+        return respond::without_body(response).await;
     }
+    Ok(response)
 }
 
 async fn route(req: Request, env: &Env) -> Result<Response, Refusal> {
@@ -35,11 +41,14 @@ async fn route(req: Request, env: &Env) -> Result<Response, Refusal> {
     // be taken now.
     let usable = || config.as_ref().as_ref().map_err(|_| Refusal::NotConfigured);
     let path = req.path();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let method = req.method();
-    let readable = matches!(method, Method::Get | Method::Head);
-    match (segments.as_slice(), method) {
-        (["orders"], Method::Post) => submit(req, env, usable()?).await,
+    let Some(segments) = intake::path_segments(&path) else {
+        return Err(Refusal::NoRoute);
+    };
+    // The method as sent: workers-rs reads methods it does not know as GET.
+    let method = req.inner().method();
+    let readable = matches!(method.as_str(), "GET" | "HEAD");
+    match (segments.as_slice(), method.as_str()) {
+        (["orders"], "POST") => submit(req, env, usable()?).await,
         (["orders"], _) if readable => find_by_key(req, env, usable()?).await,
         (["orders"], _) => not_allowed("GET,HEAD,POST"),
         (["orders", id], _) if readable => find_by_id(&req, env, usable()?, id).await,
@@ -82,7 +91,8 @@ fn tenant_of(req: &Request, config: &Config) -> Result<String, Refusal> {
         Access::Open => Tenancy::Open,
     };
     let authorization = header(req.headers(), "authorization");
-    intake::tenant(tenancy, authorization.as_deref().map(str::as_bytes))
+    let lines = joined_lines(authorization.as_deref().map(str::as_bytes));
+    intake::tenant(tenancy, lines.into_iter())
 }
 
 /// `POST /orders`.
@@ -92,33 +102,64 @@ async fn submit(mut req: Request, env: &Env, config: &Config) -> Result<Response
     let content_type = header(&headers, "content-type");
     let encoding = header(&headers, "content-encoding");
     intake::check_media_type(
-        content_type.iter().map(|v| v.as_bytes()),
-        encoding.iter().map(|v| v.as_bytes()),
+        joined_lines(content_type.as_deref().map(str::as_bytes)).into_iter(),
+        joined_lines(encoding.as_deref().map(str::as_bytes)).into_iter(),
     )?;
     let declared = header(&headers, "content-length");
     let body = read_body(&mut req, declared.as_deref(), config.max_body).await?;
     let key_line = header(&headers, "idempotency-key");
-    let key = intake::idempotency_key(key_line.iter().map(|v| v.as_bytes()))?;
+    let key_lines = joined_lines(key_line.as_deref().map(str::as_bytes));
+    let key = intake::idempotency_key(key_lines.into_iter())?;
     let scoped = ScopedKey::new(tenant.clone(), key.clone());
-    if let Some(answer) = replays::answer(&scoped, &body, now_ms(), config.limits) {
+    let now = now_ms();
+    if let Some(answer) = replays::answer(&scoped, &body, now, config.limits) {
         return respond::answer(answer).map_err(internal);
     }
-    let legacy = legacy::stored_answer(env, config, &tenant, key.as_str())
+    let route = config.layout.route(&key, now, config.limits.result_ttl_ms);
+    if let Some(earlier) = route.earlier_record
+        && let Some(answer) =
+            answer_from_earlier_shard(env, config, &scoped, earlier, &body).await?
+    {
+        return Ok(answer);
+    }
+    let legacy = legacy::stored_answer(env, config, &tenant, key_line.as_deref(), &key)
         .await
         .map_err(|e| unavailable("the legacy KV namespace could not be read", e))?;
-    let shard = shard::of_key(&scoped, config.shards);
     let command = Command::Submit {
         tenant: tenant.clone(),
         key: key.as_str().to_owned(),
-        shard,
+        shard: route.place,
         result_ttl_ms: config.limits.result_ttl_ms,
         lease_ttl_ms: config.limits.lease_ttl_ms,
         legacy,
     };
-    let response = ask_object(env, &tenant, shard, &command, &body).await?;
-    replays::learn(scoped, &body, response)
-        .await
-        .map_err(|e| unavailable("the object's answer could not be read", e))
+    let reply = ask_object(env, &tenant, route.place, &command, &body).await?;
+    replays::learn(scoped, &body, reply).map_err(internal)
+}
+
+/// After a shard count change: the key's live record in the shard the previous count
+/// gave it answers the request (its replay, or a reused key), as it would have there.
+async fn answer_from_earlier_shard(
+    env: &Env,
+    config: &Config,
+    key: &ScopedKey,
+    shard: u16,
+    body: &[u8],
+) -> Result<Option<Response>, Refusal> {
+    let command = Command::RecordByKey {
+        key: key.key.as_str().to_owned(),
+    };
+    let mut reply = ask_object(env, &key.tenant, shard, &command, &[]).await?;
+    let Some(kept) = reply.keep.take() else {
+        return match reply.status {
+            404 => Ok(None),
+            _ => respond::reply(reply).map(Some).map_err(internal),
+        };
+    };
+    let answer = replays::judge(key, body, now_ms(), config.limits, &kept.record, false);
+    replays::keep(key.clone(), body, kept);
+    let answer = answer.ok_or(Refusal::Internal)?;
+    respond::answer(answer).map(Some).map_err(internal)
 }
 
 /// Step 4: the body, refused on a declared length over `max`, else read as it streams
@@ -162,7 +203,9 @@ async fn discard(mut stream: ByteStream) {
     }
 }
 
-/// `GET /orders?idempotencyKey=K`: the key's shard holds its orders.
+/// `GET /orders?idempotencyKey=K`: the key's shard holds its orders (and, after a
+/// shard count change, its earlier shards hold the older ones); for the legacy tenant,
+/// the old worker's answer when no order is here.
 async fn find_by_key(req: Request, env: &Env, config: &Config) -> Result<Response, Refusal> {
     let tenant = tenant_of(&req, config)?;
     let url = req
@@ -171,14 +214,26 @@ async fn find_by_key(req: Request, env: &Env, config: &Config) -> Result<Respons
     let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     let key: IdempotencyKey =
         intake::lookup_key(Some(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))))?;
-    let shard = shard::of_key(&ScopedKey::new(tenant.clone(), key.clone()), config.shards);
     let command = Command::OrderByKey {
         key: key.as_str().to_owned(),
     };
-    ask_object(env, &tenant, shard, &command, &[]).await
+    for shard in config.layout.lookup_shards(&key, now_ms()) {
+        let reply = ask_object(env, &tenant, shard, &command, &[]).await?;
+        if reply.status != 404 {
+            return respond::reply(reply).map_err(internal);
+        }
+    }
+    let stored = legacy::stored_answer(env, config, &tenant, None, &key)
+        .await
+        .map_err(|e| unavailable("the legacy KV namespace could not be read", e))?;
+    match stored.filter(|s| legacy_rules::order_id(s.as_bytes()).is_some()) {
+        Some(stored) => respond::answer(Answer::order(stored.into_bytes())).map_err(internal),
+        None => Err(Refusal::NotFound),
+    }
 }
 
-/// `GET /orders/{id}`: the id carries its shard; anything else is unknown.
+/// `GET /orders/{id}`: an id of ours carries its shard. The old worker's ids do not:
+/// for the legacy tenant, the objects that may have imported one are all asked.
 async fn find_by_id(
     req: &Request,
     env: &Env,
@@ -186,25 +241,55 @@ async fn find_by_id(
     id: &str,
 ) -> Result<Response, Refusal> {
     let tenant = tenant_of(req, config)?;
-    let id = Uuid::parse_str(id).map_err(|_| Refusal::NotFound)?;
-    let shard = shard::of_order_id(&id, config.shards).ok_or(Refusal::NotFound)?;
+    let id = percent_decoded(id)
+        .and_then(|id| Uuid::parse_str(&id).ok())
+        .ok_or(Refusal::NotFound)?;
     let command = Command::OrderById {
         order_id: id.to_string(),
     };
-    ask_object(env, &tenant, shard, &command, &[]).await
+    if let Some(shard) = shard::of_order_id(&id) {
+        let reply = ask_object(env, &tenant, shard, &command, &[]).await?;
+        return respond::reply(reply).map_err(internal);
+    }
+    if config.legacy_tenant.as_deref() != Some(tenant.as_str()) {
+        return Err(Refusal::NotFound);
+    }
+    let asked = config
+        .layout
+        .every_shard()
+        .map(|shard| ask_object(env, &tenant, shard, &command, &[]));
+    let mut replies: Vec<_> = join_all(asked).await;
+    // An object that did not answer may hold it: then the answer is not a 404.
+    replies.sort_by_key(|reply| match reply {
+        Ok(r) if r.status == 200 => 0,
+        Err(_) => 1,
+        Ok(_) => 2,
+    });
+    match replies.into_iter().next() {
+        Some(reply) => respond::reply(reply?).map_err(internal),
+        None => Err(Refusal::NotFound),
+    }
 }
 
-/// Sends `command` to the object of `tenant`'s `shard`; its answer is the client's.
+/// A path segment as the server's router reads it: percent-decoded, UTF-8.
+fn percent_decoded(segment: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+/// Sends `command` to the object of `tenant`'s `shard`, and reads its reply.
 async fn ask_object(
     env: &Env,
     tenant: &str,
     shard: u16,
     command: &Command,
     body: &[u8],
-) -> Result<Response, Refusal> {
+) -> Result<Reply, Refusal> {
     let stub = env
         .durable_object(SHARDS_BINDING)
-        .and_then(|ns| ns.get_by_name(&shard::object_name(tenant, shard)))
+        .and_then(|ns| ns.get_by_name(&object_name(tenant, shard)))
         .map_err(|e| unavailable("the key shard cannot be reached", e))?;
     let payload = js_sys::Uint8Array::from(wire::encode(command, body).as_slice());
     let mut init = RequestInit::new();
@@ -212,9 +297,18 @@ async fn ask_object(
         .with_body(Some(payload.into()));
     let request = Request::new_with_init("https://key-shard/", &init)
         .map_err(|e| unavailable("the object request cannot be made", e))?;
-    stub.fetch_with_request(request)
+    let mut response = stub
+        .fetch_with_request(request)
         .await
-        .map_err(|e| unavailable("the key shard did not answer", e))
+        .map_err(|e| unavailable("the key shard did not answer", e))?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| unavailable("the key shard's reply could not be read", e))?;
+    wire::decode_reply(&bytes).map_err(|e| {
+        worker::console_error!("a malformed reply came from a key shard: {e}");
+        Refusal::Unavailable
+    })
 }
 
 /// A failure whose outcome is unknown to the client: logged, answered 503.

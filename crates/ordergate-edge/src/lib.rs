@@ -9,16 +9,21 @@
 //! - [`entry`]: the Worker's `fetch`: routes, and the HTTP checks in the contract's
 //!   order before a request reaches an object.
 //! - [`config`]: the Worker's variables and secret, read once per isolate.
-//! - [`shard`]: which object owns a key, and the shard carried in an order id.
-//! - [`wire`]: what the Worker sends an object.
+//! - [`wire`]: what the Worker and an object say to each other: a command, and a
+//!   reply that carries the record the Worker may keep.
 //! - [`object`]: the `KeyShard` Durable Object: the submission driver, lookups and
 //!   the purge alarm.
 //! - [`store`]: the object's SQL: schema, the one atomic placement, reads, purge.
-//! - [`replays`]: the isolate's replay cache (the core's), filled from objects' answers.
+//! - [`replays`]: the isolate's replay cache (the core's), filled with the records
+//!   objects send.
 //! - [`legacy`]: the old worker's KV namespace, read during the switch-over.
 //! - [`platform`]: the two runtime calls workers-rs does not wrap
 //!   (`transactionSync`, `crypto.getRandomValues`).
-//! - [`respond`]: an `ordergate_core::Answer` as a Worker response.
+//! - [`respond`]: an `ordergate_core::Answer` or an object's reply as a Worker
+//!   response.
+//!
+//! Which object owns a key, and how a shard count change keeps every key's answer,
+//! is `ordergate_core::shard`'s.
 
 mod config;
 mod entry;
@@ -27,7 +32,6 @@ mod object;
 mod platform;
 mod replays;
 mod respond;
-mod shard;
 mod store;
 mod wire;
 

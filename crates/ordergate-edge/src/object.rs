@@ -10,16 +10,13 @@
 use std::cell::Cell;
 
 use ordergate_core::{
-    Answer, Conclusion, Fact, IdempotencyKey, Limits, Outcome, Refusal, ScopedKey, Step,
-    Submission, legacy,
+    Answer, Conclusion, Fact, FinishedRecord, IdempotencyKey, Limits, Outcome, Payload, Refusal,
+    Remember, ScopedKey, Step, Submission, legacy, shard,
 };
 use worker::{DurableObject, Env, Request, Response, State, durable_object};
 
 use crate::platform::{now_ms, random_bytes};
-use crate::replays;
-use crate::respond;
-use crate::shard;
-use crate::store::Shard;
+use crate::store::Tables;
 use crate::wire::{self, Command};
 
 /// Records purged per alarm: small batches keep the object answering meanwhile.
@@ -32,39 +29,39 @@ const PURGE_AGAIN_MS: i64 = 1_000;
 pub struct KeyShard {
     state: State,
     /// `None` if the tables could not be opened (logged; every request gets 503).
-    shard: Option<Shard>,
+    tables: Option<Tables>,
     /// An alarm is known to be set: no need to ask the storage on each placement.
     alarm_set: Cell<bool>,
 }
 
 impl DurableObject for KeyShard {
     fn new(state: State, _env: Env) -> Self {
-        let shard = Shard::open(&state)
+        let tables = Tables::open(&state)
             .inspect_err(|e| worker::console_error!("cannot open the shard's tables: {e}"))
             .ok();
         Self {
             state,
-            shard,
+            tables,
             alarm_set: Cell::new(false),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let bytes = req.bytes().await?;
-        let answer = match (wire::decode(&bytes), &self.shard) {
-            (Ok((command, body)), Some(shard)) => self.run(shard, command, body).await,
+        let (answer, remember) = match (wire::decode(&bytes), &self.tables) {
+            (Ok((command, body)), Some(tables)) => self.run(tables, command, body).await,
             (Err(e), _) => {
                 worker::console_error!("a malformed command reached the object: {e}");
-                Answer::refusal(&Refusal::Internal)
+                (Answer::refusal(&Refusal::Internal), None)
             }
-            (_, None) => Answer::refusal(&Refusal::Unavailable),
+            (_, None) => (Answer::refusal(&Refusal::Unavailable), None),
         };
-        respond::answer(answer)
+        Response::from_bytes(wire::encode_reply(&answer, remember.as_ref()))
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
         self.alarm_set.set(false);
-        if let Some(shard) = &self.shard {
+        if let Some(shard) = &self.tables {
             let now = now_ms();
             let purged = shard.purge_expired(now, PURGE_BATCH)?;
             let next = if purged as i64 == PURGE_BATCH {
@@ -91,8 +88,20 @@ struct Incoming<'a> {
     legacy: Option<String>,
 }
 
+/// A submission as it ended in the object's turn.
+struct Driven {
+    conclusion: Conclusion,
+    /// It wrote to the storage: the answer waits until the write is confirmed.
+    wrote: bool,
+}
+
 impl KeyShard {
-    async fn run(&self, store: &Shard, command: Command, body: &[u8]) -> Answer {
+    async fn run(
+        &self,
+        store: &Tables,
+        command: Command,
+        body: &[u8],
+    ) -> (Answer, Option<Remember>) {
         match command {
             Command::Submit {
                 tenant,
@@ -103,7 +112,7 @@ impl KeyShard {
                 legacy,
             } => {
                 let Ok(key) = IdempotencyKey::from_decoded(&key) else {
-                    return Answer::refusal(&Refusal::Internal);
+                    return (Answer::refusal(&Refusal::Internal), None);
                 };
                 let incoming = Incoming {
                     key: ScopedKey::new(tenant, key),
@@ -117,35 +126,36 @@ impl KeyShard {
                 };
                 self.submit(store, incoming).await
             }
-            Command::OrderById { order_id } => found(store.order_by_id(&order_id)),
-            Command::OrderByKey { key } => found(store.order_by_key(&key)),
+            Command::RecordByKey { key } => record(store, &key),
+            Command::OrderById { order_id } => (found(store.order_by_id(&order_id)), None),
+            Command::OrderByKey { key } => (found(store.order_by_key(&key)), None),
         }
     }
 
-    async fn submit(&self, store: &Shard, incoming: Incoming<'_>) -> Answer {
+    async fn submit(&self, store: &Tables, incoming: Incoming<'_>) -> (Answer, Option<Remember>) {
         let limits = incoming.limits;
-        let conclusion = self.drive(store, incoming).unwrap_or_else(|e| {
+        let driven = self.drive(store, incoming).unwrap_or_else(|e| {
             worker::console_error!("a submission failed in the object's storage: {e}");
-            Conclusion {
-                outcome: Outcome::Unavailable,
-                remember: None,
+            Driven {
+                conclusion: Conclusion {
+                    outcome: Outcome::Unavailable,
+                    remember: None,
+                },
+                wrote: false,
             }
         });
-        if let Outcome::Created(_) = conclusion.outcome
+        if driven.wrote
             && let Err(e) = self.confirm(store, limits).await
         {
             worker::console_error!("the storage did not confirm a placement: {e}");
-            return Answer::refusal(&Refusal::Unavailable);
+            return (Answer::refusal(&Refusal::Unavailable), None);
         }
-        let mut answer = Answer::outcome(conclusion.outcome);
-        if let Some(remember) = &conclusion.remember {
-            replays::mark(&mut answer, remember);
-        }
-        answer
+        let Conclusion { outcome, remember } = driven.conclusion;
+        (Answer::outcome(outcome), remember)
     }
 
     /// The submission, start to end, without an `await`: one turn of the object.
-    fn drive(&self, store: &Shard, incoming: Incoming<'_>) -> worker::Result<Conclusion> {
+    fn drive(&self, store: &Tables, incoming: Incoming<'_>) -> worker::Result<Driven> {
         let now = now_ms();
         let Incoming {
             key,
@@ -156,12 +166,10 @@ impl KeyShard {
         } = incoming;
         let record_key = key.key.as_str().to_owned();
         if let Some(stored) = legacy
-            && store.live_record(&record_key, now)?.is_none()
+            && let Some(replayed) =
+                self.legacy_replay(store, &record_key, body, &stored, now, limits)?
         {
-            return Ok(Conclusion {
-                outcome: legacy::replay(stored.as_bytes()),
-                remember: None,
-            });
+            return Ok(replayed);
         }
         let mut submission = Submission::new(key, body, now, limits);
         let mut step = submission.start();
@@ -187,14 +195,61 @@ impl KeyShard {
                 }
                 // A claim is never held across turns, so there is no holder to wait for.
                 Step::WaitForHolder { .. } => submission.step(Fact::Waited { timed_out: true }),
-                Step::Done(conclusion) => return Ok(conclusion),
+                Step::Done(conclusion) => {
+                    let wrote = matches!(conclusion.outcome, Outcome::Created(_));
+                    return Ok(Driven { conclusion, wrote });
+                }
             };
         }
     }
 
+    /// The old worker's answer, when it answers this request: the key has no live
+    /// record here and no order placed here since. A valid order's retry imports the
+    /// answer (order row and record, one transaction) under the retry's payload, so
+    /// both lookups find it and a later other payload is a reused key.
+    fn legacy_replay(
+        &self,
+        store: &Tables,
+        key: &str,
+        body: &[u8],
+        stored: &str,
+        now: i64,
+        limits: Limits,
+    ) -> worker::Result<Option<Driven>> {
+        if store.live_record(key, now)?.is_some() {
+            return Ok(None);
+        }
+        let Some(order_id) = legacy::order_id(stored.as_bytes()) else {
+            return Ok(Some(concluded(Outcome::Unavailable, None, false)));
+        };
+        if store.has_other_order(key, &order_id)? {
+            return Ok(None);
+        }
+        let Outcome::Replayed(response) = legacy::replay(stored.as_bytes()) else {
+            return Ok(Some(concluded(Outcome::Unavailable, None, false)));
+        };
+        let Ok((_, fingerprint)) = Payload::from_body(body).valid_order() else {
+            // Not an order: replayed as the old worker would, imported by a valid retry.
+            return Ok(Some(concluded(Outcome::Replayed(response), None, false)));
+        };
+        let record = FinishedRecord {
+            fingerprint,
+            response,
+        };
+        let expires_at_ms = now.saturating_add(limits.result_ttl_ms);
+        store.import(&self.state, key, &order_id, &record, now, expires_at_ms)?;
+        let outcome = Outcome::Replayed(record.response.clone());
+        let remember = Remember {
+            record,
+            expires_at_ms,
+            request_carries_payload: true,
+        };
+        Ok(Some(concluded(outcome, Some(remember), true)))
+    }
+
     /// Waits until the storage has the placement, and makes sure an alarm will purge
     /// its record once it expires.
-    async fn confirm(&self, shard: &Shard, limits: Limits) -> worker::Result<()> {
+    async fn confirm(&self, shard: &Tables, limits: Limits) -> worker::Result<()> {
         self.state.storage().sync().await?;
         if !self.alarm_set.get() {
             let existing = self.state.storage().get_alarm().await?;
@@ -216,6 +271,34 @@ impl KeyShard {
         self.state.storage().set_alarm(offset).await?;
         self.alarm_set.set(true);
         Ok(())
+    }
+}
+
+fn concluded(outcome: Outcome, remember: Option<Remember>, wrote: bool) -> Driven {
+    Driven {
+        conclusion: Conclusion { outcome, remember },
+        wrote,
+    }
+}
+
+/// The key's live record, for a Worker to judge a request by (200 with the record
+/// to keep), or 404.
+fn record(store: &Tables, key: &str) -> (Answer, Option<Remember>) {
+    let now = now_ms();
+    match store.live_record(key, now) {
+        Ok(Some(live)) => {
+            let remember = Remember {
+                expires_at_ms: now.saturating_add(live.ms_left),
+                request_carries_payload: false,
+                record: live.record,
+            };
+            (Answer::order(Vec::new()), Some(remember))
+        }
+        Ok(None) => (Answer::refusal(&Refusal::NotFound), None),
+        Err(e) => {
+            worker::console_error!("a record lookup failed in the object's storage: {e}");
+            (Answer::refusal(&Refusal::Unavailable), None)
+        }
     }
 }
 

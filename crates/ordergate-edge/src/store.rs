@@ -45,6 +45,14 @@ const PUT_RECORD: &str = "INSERT OR REPLACE INTO records
 const PUT_ORDER: &str =
     "INSERT INTO orders (order_id, idempotency_key, body, accepted_ms) VALUES (?, ?, ?, ?)";
 
+/// An imported order may be there already, from an earlier import of the same answer.
+const IMPORT_ORDER: &str =
+    "INSERT OR IGNORE INTO orders (order_id, idempotency_key, body, accepted_ms)
+    VALUES (?, ?, ?, ?)";
+
+const OTHER_ORDER_OF_KEY: &str =
+    "SELECT 1 FROM orders WHERE idempotency_key = ? AND order_id <> ? LIMIT 1";
+
 const ORDER_BY_ID: &str = "SELECT body FROM orders WHERE order_id = ?";
 
 const NEWEST_ORDER_BY_KEY: &str = "SELECT body FROM orders WHERE idempotency_key = ?
@@ -55,12 +63,19 @@ const PURGE_EXPIRED: &str = "DELETE FROM records WHERE idempotency_key IN
 
 const NEXT_EXPIRY: &str = "SELECT MIN(expires_ms) FROM records";
 
+/// Where an order row goes.
+struct OrderRow<'a> {
+    order_id: &'a str,
+    key: &'a str,
+    accepted_ms: i64,
+}
+
 /// The object's tables.
-pub struct Shard {
+pub struct Tables {
     sql: SqlStorage,
 }
 
-impl Shard {
+impl Tables {
     /// Opens the object's tables, making them on first use.
     pub fn open(state: &State) -> worker::Result<Self> {
         let sql = state.storage().sql();
@@ -86,7 +101,8 @@ impl Shard {
             record: FinishedRecord {
                 fingerprint: Fingerprint(fingerprint),
                 response: StoredResponse {
-                    status: u16::try_from(integer(status)?).unwrap_or(500),
+                    status: u16::try_from(integer(status)?)
+                        .map_err(|_| worker::Error::from("a stored status is not a status"))?,
                     location: text(location)?,
                     body: blob(body)?,
                 },
@@ -105,33 +121,82 @@ impl Shard {
         expires_ms: i64,
     ) -> worker::Result<Placement> {
         let accepted_ms = order.order.accepted_at_ms;
+        let record = FinishedRecord {
+            fingerprint: order.fingerprint,
+            response: order.response.clone(),
+        };
+        let order_id = order.order.order_id.to_string();
         atomically(state, || {
             if let Some(live) = self.live_record(key, accepted_ms)? {
                 return Ok(Placement::Exists(live));
             }
-            let order_id = order.order.order_id.to_string();
-            self.sql.exec(
-                PUT_ORDER,
-                vec![
-                    order_id.as_str().into(),
-                    key.into(),
-                    order.response.body.clone().into(),
-                    accepted_ms.into(),
-                ],
-            )?;
-            self.sql.exec(
-                PUT_RECORD,
-                vec![
-                    key.into(),
-                    order.fingerprint.0.to_vec().into(),
-                    i64::from(order.response.status).into(),
-                    order.response.location.as_str().into(),
-                    order_id.into(),
-                    expires_ms.into(),
-                ],
-            )?;
+            let row = OrderRow {
+                order_id: &order_id,
+                key,
+                accepted_ms,
+            };
+            self.write(PUT_ORDER, &row, &record, expires_ms)?;
             Ok(Placement::Placed)
         })
+    }
+
+    /// The old worker's answer for `key` as an order of this object, with the key's
+    /// record, in one transaction: lookups find it from now on, and retries replay it.
+    pub fn import(
+        &self,
+        state: &State,
+        key: &str,
+        order_id: &str,
+        record: &FinishedRecord,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> worker::Result<()> {
+        let row = OrderRow {
+            order_id,
+            key,
+            accepted_ms: now_ms,
+        };
+        atomically(state, || self.write(IMPORT_ORDER, &row, record, expires_ms))
+    }
+
+    /// Whether `key` placed an order here other than `order_id`.
+    pub fn has_other_order(&self, key: &str, order_id: &str) -> worker::Result<bool> {
+        let cursor = self
+            .sql
+            .exec(OTHER_ORDER_OF_KEY, vec![key.into(), order_id.into()])?;
+        Ok(cursor.raw().next().transpose()?.is_some())
+    }
+
+    /// The order row (by `insert_order`) and the key's record.
+    fn write(
+        &self,
+        insert_order: &str,
+        row: &OrderRow<'_>,
+        record: &FinishedRecord,
+        expires_ms: i64,
+    ) -> worker::Result<()> {
+        let response = &record.response;
+        self.sql.exec(
+            insert_order,
+            vec![
+                row.order_id.into(),
+                row.key.into(),
+                response.body.clone().into(),
+                row.accepted_ms.into(),
+            ],
+        )?;
+        self.sql.exec(
+            PUT_RECORD,
+            vec![
+                row.key.into(),
+                record.fingerprint.0.to_vec().into(),
+                i64::from(response.status).into(),
+                response.location.as_str().into(),
+                row.order_id.into(),
+                expires_ms.into(),
+            ],
+        )?;
+        Ok(())
     }
 
     /// An order's JSON by its id.

@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use ordergate_core::intake::{self, Tenancy};
 pub use ordergate_core::tokens::{ApiKey, OPEN_MODE_TENANT};
 use ordergate_core::tokens::{SharedToken, TokenTable};
 
@@ -102,15 +103,20 @@ impl Auth {
 
     /// The tenant for an `Authorization` header value, if it holds a known bearer token.
     pub fn tenant(&self, authorization: Option<&[u8]>) -> Option<String> {
+        self.with_tenancy(|tenancy| intake::tenant(tenancy, authorization.into_iter()).ok())
+    }
+
+    /// Runs `judge` with who may call now: the core's rules decide from it.
+    pub fn with_tenancy<R>(&self, judge: impl FnOnce(Tenancy<'_>) -> R) -> R {
         if self.is_open() {
-            return Some(OPEN_MODE_TENANT.to_owned());
+            return judge(Tenancy::Open);
         }
         let table = self
             .table
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        table.tenant_for_header(authorization)
+        judge(Tenancy::Tokens(&table))
     }
 }
 

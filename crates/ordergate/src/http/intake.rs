@@ -12,10 +12,10 @@ use ordergate_core::{IdempotencyKey, Refusal};
 
 use crate::auth::Auth;
 
-/// Step 2: the tenant of the bearer token.
+/// Step 2: the tenant of the bearer token (exactly one `Authorization` line).
 pub fn tenant(auth: &Auth, headers: &HeaderMap) -> Result<String, Refusal> {
-    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    auth.tenant(authorization).ok_or(Refusal::Unauthorized)
+    let lines = headers.get_all(header::AUTHORIZATION);
+    auth.with_tenancy(|tenancy| intake::tenant(tenancy, lines.iter().map(|v| v.as_bytes())))
 }
 
 /// How long a client may take to send its body.

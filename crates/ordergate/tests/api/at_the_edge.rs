@@ -166,41 +166,58 @@ async fn acknowledged_orders_survive_a_restart_under_load_and_retries_place_at_m
     app.stop().await;
 }
 
-/// The old worker answers a key and fills its KV namespace; ordergate-edge, bound to
-/// that namespace for tenant acme, replays it instead of placing a second order.
+/// The old worker's answer to `key` (sent as this exact header value), placed by the
+/// old worker itself on the same local workerd and state directory.
+async fn placed_by_the_old_worker(old: &Edge, key: &str) -> bytes::Bytes {
+    let answered = reqwest::Client::new()
+        .post(old.url("/"))
+        .header("idempotency-key", key)
+        .body(ORDER)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(answered.status(), 201, "the old worker placed {key}");
+    answered.bytes().await.expect("body")
+}
+
+const LEGACY: [&str; 4] = [
+    "--legacy-kv",
+    "old-worker-orders",
+    "--legacy-tenant",
+    "acme",
+];
+
+/// The old worker answers keys and fills its KV namespace; ordergate-edge, bound to
+/// that namespace for tenant acme, replays them instead of placing second orders,
+/// whichever spelling of the key the old worker stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_the_old_worker_answered_replays_its_answer() {
     let dir = tempfile::tempdir().expect("dir");
     let client = reqwest::Client::new();
     let mut old = Edge::old_worker(dir.path()).await;
-    let answered = client
-        .post(old.url("/"))
-        .header("idempotency-key", "switch-1")
-        .body(ORDER)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(answered.status(), 201, "the old worker placed it");
-    let answered = answered.bytes().await.expect("body");
+    let plain = placed_by_the_old_worker(&old, "switch-1").await;
+    // The old worker stored the raw header value: `result:"mig-q1"`.
+    let quoted = placed_by_the_old_worker(&old, "\"mig-q1\"").await;
+    let quoted_then_plain = placed_by_the_old_worker(&old, "\"mig-q2\"").await;
     old.stop().await;
 
-    let legacy = [
-        "--legacy-kv",
-        "old-worker-orders",
-        "--legacy-tenant",
-        "acme",
-    ];
-    let mut edge = Edge::start(dir.path(), &legacy).await;
-    let replay = post(&client, &edge.url("/orders"), ACME, "switch-1").await;
-    assert_eq!(replay.status(), 201);
-    assert_eq!(replay.headers()["idempotent-replay"], "true");
-    let location = format!("/orders/{}", order_id(&answered));
-    assert_eq!(replay.headers()["location"], location.as_str());
-    assert_eq!(
-        replay.bytes().await.expect("body"),
-        answered,
-        "its very bytes"
-    );
+    let mut edge = Edge::start(dir.path(), &LEGACY).await;
+    for (key, answered) in [
+        ("switch-1", &plain),
+        ("\"mig-q1\"", &quoted),
+        ("mig-q2", &quoted_then_plain),
+    ] {
+        let replay = post(&client, &edge.url("/orders"), ACME, key).await;
+        assert_eq!(replay.status(), 201, "{key}");
+        assert_eq!(replay.headers()["idempotent-replay"], "true", "{key}");
+        let location = format!("/orders/{}", order_id(answered));
+        assert_eq!(replay.headers()["location"], location.as_str(), "{key}");
+        assert_eq!(
+            replay.bytes().await.expect("body"),
+            *answered,
+            "{key}: its very bytes"
+        );
+    }
 
     let fresh = post(&client, &edge.url("/orders"), ACME, "switch-2").await;
     assert_eq!(fresh.status(), 201);
@@ -214,12 +231,202 @@ async fn a_key_the_old_worker_answered_replays_its_answer() {
         other_tenant.headers().get("idempotent-replay").is_none(),
         "the old worker's keys are only the legacy tenant's"
     );
-    assert_eq!(
-        edge.orders_per_key(),
-        vec![1, 1],
-        "switch-2 (acme), switch-1 (globex)"
-    );
+    // The three replays imported the old receipts: one order each, and two placed.
+    assert_eq!(edge.orders_per_key(), vec![1; 5]);
     edge.stop().await;
+}
+
+/// A client reconciles an order the old worker placed: by the replay's `Location`,
+/// and by key, also for a key it never retried at the edge. A 404 there would tell
+/// it the order did not go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_the_old_worker_placed_can_be_read_back() {
+    let dir = tempfile::tempdir().expect("dir");
+    let client = reqwest::Client::new();
+    let mut old = Edge::old_worker(dir.path()).await;
+    let retried = placed_by_the_old_worker(&old, "\"read-1\"").await;
+    let never_retried = placed_by_the_old_worker(&old, "read-2").await;
+    old.stop().await;
+
+    let mut edge = Edge::start(dir.path(), &LEGACY).await;
+    let get = |path: String| {
+        let client = client.clone();
+        let url = edge.url(&path);
+        async move {
+            let found = client
+                .get(url)
+                .bearer_auth(ACME)
+                .send()
+                .await
+                .expect("sent");
+            (found.status().as_u16(), found.bytes().await.expect("body"))
+        }
+    };
+    let replay = post(&client, &edge.url("/orders"), ACME, "\"read-1\"").await;
+    let location = replay.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(replay.bytes().await.expect("body"), retried);
+    assert_eq!(get(location).await, (200, retried.clone()), "by Location");
+    for key in ["read-1", "%22read-1%22"] {
+        let path = format!("/orders?idempotencyKey={key}");
+        assert_eq!(get(path).await, (200, retried.clone()), "by key {key}");
+    }
+    let path = "/orders?idempotencyKey=read-2".to_owned();
+    assert_eq!(
+        get(path).await,
+        (200, never_retried.clone()),
+        "by key, never retried"
+    );
+    let other = client
+        .get(edge.url("/orders?idempotencyKey=read-2"))
+        .bearer_auth(GLOBEX)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(other.status(), 404, "only the legacy tenant's");
+    edge.stop().await;
+}
+
+/// Half a migration (the tenant without the namespace, or the namespace without the
+/// tenant) would place every retried key again: no order is taken, and the Worker is
+/// not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_configured_migration_takes_no_orders() {
+    let dir = tempfile::tempdir().expect("dir");
+    let client = reqwest::Client::new();
+    for half in [&LEGACY[..2], &LEGACY[2..]] {
+        let mut edge = Edge::start(dir.path(), half).await;
+        let refused = post(&client, &edge.url("/orders"), ACME, "half").await;
+        let (status, code, _) = problem(refused).await;
+        assert_eq!((status, code.as_str()), (503, "unavailable"), "{half:?}");
+        let ready = client.get(edge.url("/readyz")).send().await.expect("sent");
+        assert_eq!(ready.status(), 503, "{half:?}: not ready");
+        edge.stop().await;
+    }
+    assert_eq!(
+        Edge::start(dir.path(), &[]).await.orders_per_key(),
+        Vec::<i64>::new(),
+        "nothing was placed"
+    );
+}
+
+/// The shard count changes from 16 to 4 while clients keep placing orders and
+/// retrying their keys: every acknowledged key keeps its answer (replay, lookup by
+/// id, lookup by key), and no key is placed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_shard_count_under_load_keeps_every_keys_answer() {
+    let app = spawn_app(Db::Edge).await;
+    let base = Arc::new(Mutex::new(app.url("/orders")));
+    let acknowledged: Arc<Mutex<HashMap<String, bytes::Bytes>>> = Arc::default();
+    let sent: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (base, acknowledged, sent, stop) = (
+                base.clone(),
+                acknowledged.clone(),
+                sent.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .expect("client");
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let key = format!("reshard-{c}-{i}");
+                    sent.lock().await.insert(key.clone());
+                    let url = base.lock().await.clone();
+                    match try_post_order(&client, &url, ACME, &key).await {
+                        Ok(r) if r.status() == 201 => {
+                            if let Ok(body) = r.bytes().await {
+                                acknowledged.lock().await.insert(key, body);
+                                i += 1;
+                            }
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for_acknowledged(&acknowledged, 40).await;
+    let mut edge = app.edge.expect("edge");
+    // The change takes effect now: every key placed before was placed by 16 shards.
+    let changed_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let before = acknowledged.lock().await.len();
+    edge = edge
+        .restart_adding(&[
+            "--shards",
+            "4",
+            "--previous-shards",
+            "16",
+            "--shards-changed-at",
+            &changed_at,
+        ])
+        .await;
+    *base.lock().await = edge.url("/orders");
+    wait_for_acknowledged(&acknowledged, before + 40).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    join_all(clients).await;
+
+    let acknowledged = acknowledged.lock().await.clone();
+    let sent = sent.lock().await.clone();
+    let moved = acknowledged
+        .values()
+        .filter(|body| shard_of(body) >= 4)
+        .count();
+    assert!(
+        moved > 5,
+        "orders placed in shards the new count has not: {moved}"
+    );
+    let client = reqwest::Client::new();
+    for key in &sent {
+        let retry = post(&client, &edge.url("/orders"), ACME, key).await;
+        assert_eq!(retry.status(), 201, "{key}");
+        let body = retry.bytes().await.expect("body");
+        if let Some(original) = acknowledged.get(key) {
+            assert_eq!(&body, original, "{key} replays byte for byte");
+        }
+        for path in [
+            format!("/orders/{}", order_id(&body)),
+            format!("/orders?idempotencyKey={key}"),
+        ] {
+            let found = client
+                .get(edge.url(&path))
+                .bearer_auth(ACME)
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(found.status(), 200, "{path}");
+            assert_eq!(found.bytes().await.expect("body"), body, "{path}");
+        }
+    }
+    let counts = edge.orders_per_key();
+    assert_eq!(counts.len(), sent.len(), "every key sent has its order");
+    assert!(counts.iter().all(|&n| n == 1), "no key has two orders");
+    edge.stop().await;
+}
+
+async fn wait_for_acknowledged(acknowledged: &Mutex<HashMap<String, bytes::Bytes>>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged.lock().await.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{n} orders acknowledged within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The shard an order id carries in its last two bytes.
+fn shard_of(order: &[u8]) -> u16 {
+    let id = uuid::Uuid::parse_str(&order_id(order)).expect("uuid");
+    let bytes = id.as_bytes();
+    u16::from_be_bytes([bytes[14], bytes[15]])
 }
 
 /// `wrangler dev` in local mode must not need the network: in a network namespace

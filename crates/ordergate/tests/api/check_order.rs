@@ -19,6 +19,29 @@ async fn route_and_method_come_before_the_token(db: Db) {
             .is_some_and(|d| d.contains("no such route")),
         "an unknown path is not an unknown order: {body}"
     );
+    // A method no library knows is still a method: 405, not read as another.
+    let purge = reqwest::Method::from_bytes(b"PURGE").expect("method");
+    // Paths are matched as written: an empty segment names no route.
+    for (method, path) in [
+        (reqwest::Method::GET, "//orders?idempotencyKey=k"),
+        (reqwest::Method::POST, "/orders/"),
+        (reqwest::Method::GET, "/orders/"),
+        (reqwest::Method::GET, "//healthz"),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.url(path))
+            .bearer_auth(ACME)
+            .send()
+            .await
+            .expect("sent");
+        let (status, code, _) = problem(response).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (404, "not_found"),
+            "{method} {path}"
+        );
+    }
     for (method, path) in [
         (reqwest::Method::DELETE, "/orders"),
         (reqwest::Method::PUT, "/orders"),
@@ -28,6 +51,11 @@ async fn route_and_method_come_before_the_token(db: Db) {
         ),
         (reqwest::Method::POST, "/healthz"),
         (reqwest::Method::DELETE, "/metrics"),
+        (purge.clone(), "/orders"),
+        (
+            purge.clone(),
+            "/orders/0192f1c4-0000-7000-8000-000000000000",
+        ),
     ] {
         let response = app
             .client

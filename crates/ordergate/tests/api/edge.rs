@@ -121,9 +121,15 @@ impl Edge {
 
     /// Stops this one (SIGTERM) and starts another on the same state directory, with
     /// the same settings, on a new port.
-    pub async fn restart(mut self) -> Edge {
+    pub async fn restart(self) -> Edge {
+        self.restart_adding(&[]).await
+    }
+
+    /// Like [`Edge::restart`], with `more` settings after the ones it had.
+    pub async fn restart_adding(mut self, more: &[&str]) -> Edge {
         self.stop().await;
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        args.extend_from_slice(more);
         Self::launch(self.script, &self.state, &args).await
     }
 

@@ -28,6 +28,7 @@ async fn head_answers_like_get_without_a_body(db: Db) {
         .expect("ascii")
         .to_owned();
     for path in [location.as_str(), "/orders?idempotencyKey=head-me"] {
+        let got = app.get_as(ACME, path).await.bytes().await.expect("body");
         let head = app
             .client
             .head(app.url(path))
@@ -36,6 +37,11 @@ async fn head_answers_like_get_without_a_body(db: Db) {
             .await
             .expect("sent");
         assert_eq!(head.status(), 200);
+        assert_eq!(
+            head.headers()["content-length"],
+            got.len().to_string().as_str(),
+            "HEAD {path} says how long the GET's body is"
+        );
         assert!(head.bytes().await.expect("body").is_empty());
     }
     let missing = app
@@ -46,6 +52,20 @@ async fn head_answers_like_get_without_a_body(db: Db) {
         .await
         .expect("sent");
     assert_eq!(missing.status(), 404);
+    app.stop().await;
+}
+
+/// A path segment is percent-decoded before it is read as an order id.
+async fn a_percent_encoded_order_id_finds_the_order(db: Db) {
+    let app = spawn_app(db).await;
+    let created = app.post("encoded-id", ORDER).await;
+    let body = created.bytes().await.expect("body");
+    let id = order_id(&body);
+    let (first, rest) = id.split_at(1);
+    let encoded = format!("/orders/%{:02X}{rest}", first.as_bytes()[0]);
+    let found = app.get_as(ACME, &encoded).await;
+    assert_eq!(found.status(), 200, "{encoded}");
+    assert_eq!(found.bytes().await.expect("body"), body);
     app.stop().await;
 }
 
@@ -129,6 +149,7 @@ async fn a_lookup_by_key_accepts_the_quoted_form_url_encoded(db: Db) {
 on_each_target!(
     an_order_can_be_read_back_by_id_and_by_key,
     head_answers_like_get_without_a_body,
+    a_percent_encoded_order_id_finds_the_order,
     unknown_ids_and_keys_are_404,
     lookups_need_the_token,
     a_lookup_without_a_key_parameter_is_a_400,

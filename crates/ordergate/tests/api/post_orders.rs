@@ -182,10 +182,60 @@ async fn malformed_keys_are_a_400(db: Db) {
             "{key:?}"
         );
     }
-    let mut two_lines = acme_headers(b"one");
-    two_lines.append("idempotency-key", "two".parse().expect("header"));
-    let (status, code, _) = problem(app.post_raw(two_lines, ORDER).await).await;
-    assert_eq!((status, code.as_str()), (400, "invalid_idempotency_key"));
+    // Two lines are refused even when, joined with ", " (as the Fetch API joins
+    // them), they would spell one valid quoted key.
+    for (first, second) in [("one", "two"), ("\"split", "tail\"")] {
+        let mut two_lines = acme_headers(first.as_bytes());
+        two_lines.append("idempotency-key", second.parse().expect("header"));
+        let (status, code, _) = problem(app.post_raw(two_lines, ORDER).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_idempotency_key"),
+            "{first} + {second}"
+        );
+    }
+    assert_eq!(app.orders_per_key().await, Vec::<i64>::new());
+    app.stop().await;
+}
+
+/// Spaces and tabs around a header value are not part of it (RFC 9110 §5.5): the
+/// key with them is the key without them.
+async fn whitespace_around_a_key_is_not_part_of_it(db: Db) {
+    let app = spawn_app(db).await;
+    let first = app.post("ows", ORDER).await;
+    assert_eq!(first.status(), 201);
+    let first = first.bytes().await.expect("body");
+    for spelled in [&b"ows\t"[..], b"\tows", b" ows \t"] {
+        let retry = app.post_raw(acme_headers(spelled), ORDER).await;
+        assert_eq!(retry.status(), 201, "{spelled:?}");
+        assert_eq!(retry.headers()["idempotent-replay"], "true", "{spelled:?}");
+        assert_eq!(retry.bytes().await.expect("body"), first, "{spelled:?}");
+    }
+    assert_eq!(app.orders_per_key().await, vec![1]);
+    app.stop().await;
+}
+
+/// A client told "key reused" for a wrong body, then retrying with its original one,
+/// must get its original answer, also from a process (or isolate) that never saw
+/// the first answer: the 422 must not stand in for the record.
+async fn after_a_reused_key_the_original_payload_still_replays(db: Db) {
+    let app = spawn_app(db).await;
+    let created = app.post("reuse-then-retry", ORDER).await;
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].clone();
+    let created = created.bytes().await.expect("body");
+    let app = app.restart().await;
+    let other = r#"{"symbol":"MSFT","side":"sell","quantity":5}"#;
+    for _ in 0..3 {
+        let (status, code, _) = problem(app.post("reuse-then-retry", other).await).await;
+        assert_eq!((status, code.as_str()), (422, "idempotency_key_reused"));
+        let retry = app.post("reuse-then-retry", ORDER).await;
+        assert_eq!(retry.status(), 201, "the original answer, not the 422");
+        assert_eq!(retry.headers()["idempotent-replay"], "true");
+        assert_eq!(retry.headers()["location"], location);
+        assert_eq!(retry.bytes().await.expect("body"), created);
+    }
+    assert_eq!(app.orders_per_key().await, vec![1]);
     app.stop().await;
 }
 
@@ -206,7 +256,13 @@ async fn a_missing_or_unknown_token_is_a_401(db: Db) {
         "authorization",
         "Basic YWNtZTphY21lLXRva2Vu".parse().expect("header"),
     );
-    for headers in [no_token, wrong, basic] {
+    // Which of two credentials would count is a guess: neither does.
+    let mut two = acme_headers(b"k");
+    two.append(
+        "authorization",
+        format!("Bearer {ACME}").parse().expect("header"),
+    );
+    for headers in [no_token, wrong, basic, two] {
         let response = app.post_raw(headers, ORDER).await;
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
         let (status, code, _) = problem(response).await;
@@ -251,10 +307,16 @@ async fn a_non_json_type_or_an_encoded_body_is_a_415(db: Db) {
         headers.insert(name, value.parse().expect("header"));
         headers
     };
+    let twice = |name: &'static str, value: &'static str| {
+        let mut headers = with(name, value);
+        headers.append(name, value.parse().expect("header"));
+        headers
+    };
     for headers in [
         with("content-type", "text/plain"),
         with("content-type", "application/x-www-form-urlencoded"),
         with("content-encoding", "gzip"),
+        with("content-encoding", "identity, gzip"),
     ] {
         let response = app.post_raw(headers, ORDER).await;
         assert_eq!(response.headers()["accept-post"], "application/json");
@@ -265,6 +327,11 @@ async fn a_non_json_type_or_an_encoded_body_is_a_415(db: Db) {
         with("content-type", "application/json; charset=utf-8"),
         with("content-type", "application/vnd.acme.order+json"),
         with("content-encoding", "identity"),
+        // Content-Encoding is a list: empty elements are ignored, and an empty list
+        // means no encoding, like `identity`.
+        with("content-encoding", ""),
+        with("content-encoding", "identity, identity"),
+        twice("content-encoding", "identity"),
     ] {
         let mut headers = ok;
         let key = format!("ok-{}", uuid::Uuid::now_v7());
@@ -403,6 +470,8 @@ on_each_target!(
     a_missing_key_is_a_400,
     malformed_keys_are_a_400,
     a_key_of_255_characters_is_accepted,
+    whitespace_around_a_key_is_not_part_of_it,
+    after_a_reused_key_the_original_payload_still_replays,
     a_missing_or_unknown_token_is_a_401,
     a_body_over_the_limit_is_a_413_declared_or_streamed,
     the_default_body_limit_is_64_kib,
