@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use crate::helpers::ORDER;
+use crate::helpers::{ORDER, eventually};
 use crate::process;
 
 const WRITERS: usize = 16;
@@ -55,9 +55,12 @@ async fn kill_9_mid_load_loses_no_acknowledged_order_and_duplicates_none() {
     );
     let load = tokio::spawn(writers);
     // Crash once a fair number of orders has been acknowledged.
-    while acknowledged(&seen) < 300 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        "300 orders acknowledged",
+        Duration::from_secs(120),
+        || async { acknowledged(&seen) >= 300 },
+    )
+    .await;
     gw.crash();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = load.await;

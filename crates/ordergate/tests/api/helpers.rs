@@ -420,3 +420,20 @@ pub fn order_id(body: &[u8]) -> String {
     let json: serde_json::Value = serde_json::from_slice(body).expect("order JSON");
     json["orderId"].as_str().expect("orderId").to_owned()
 }
+
+/// Polls `check` until it holds, and fails the test naming `what` if it still does not
+/// after `within`: a wait that never ends would hang the suite instead of failing it.
+pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

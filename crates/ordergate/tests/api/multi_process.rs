@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::join_all;
 
-use crate::helpers::ORDER;
+use crate::helpers::{ORDER, eventually};
 use crate::pg::TestDb;
 use crate::process::{self, Gateway, post_order as post};
 
@@ -39,7 +39,8 @@ async fn orders_per_key(db: &TestDb) -> HashMap<String, i64> {
 /// Waits until one of the database's sessions opened by a gateway waits for a lock.
 async fn waiting_on_a_lock(db: &TestDb) {
     let observer = db.client().await;
-    loop {
+    let what = "a gateway session waits for a lock";
+    eventually(what, Duration::from_secs(30), || async {
         let row = observer
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity \
@@ -49,11 +50,9 @@ async fn waiting_on_a_lock(db: &TestDb) {
             )
             .await
             .expect("pg_stat_activity");
-        if row.get::<_, i64>(0) > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+        row.get::<_, i64>(0) > 0
+    })
+    .await;
 }
 
 fn order_id(body: &[u8]) -> String {
@@ -125,9 +124,12 @@ async fn kill_9_of_one_gateway_mid_load_duplicates_nothing_and_loses_nothing() {
         })
     };
     // Mid-load: a sixth of the rounds are done, most are still to come.
-    while acked_so_far.load(Ordering::SeqCst) < 120 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        "120 rounds acknowledged",
+        Duration::from_secs(120),
+        || async { acked_so_far.load(Ordering::SeqCst) >= 120 },
+    )
+    .await;
     victim.crash();
     let seen = load.await.expect("load");
     let acked = seen.iter().filter(|s| s.1.is_some()).count();
@@ -182,7 +184,12 @@ async fn a_stopped_gateway_holds_no_key_past_its_lease_and_completes_nothing_it_
     // finished, and the retry gets an order.
     let mut on_live = HashMap::new();
     for key in &in_flight {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let body = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{key}: still in progress on the live gateway after 60 s"
+            );
             let (status, _, body) = post(&client, &live.url("/orders"), key)
                 .await
                 .expect("answer");

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::crash::{Seen, writer};
+use crate::helpers::eventually;
 use crate::process;
 
 const UNIT: &str = concat!(
@@ -78,9 +79,12 @@ async fn a_hot_sqlite_backup_under_load_restores_every_order_acknowledged_before
     let load = tokio::spawn(join_all((0..8).map(|id| {
         tokio::spawn(writer(gw.url("/orders"), id, seen.clone(), stop.clone()))
     })));
-    while acknowledged(&seen).len() < 200 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        "200 orders acknowledged",
+        Duration::from_secs(120),
+        || async { acknowledged(&seen).len() >= 200 },
+    )
+    .await;
 
     // The backup command of docs/OPERATIONS.md, while the writers keep writing.
     let before = acknowledged(&seen);

@@ -184,13 +184,15 @@ const LONG_LEASE: Duration = Duration::from_secs(30);
 /// Waits until the gateway has counted `n` requests that waited for a same-key one.
 async fn until_in_flight_waits(app: &TestApp, n: u64) {
     let line = format!("ordergate_in_flight_waits_total {n}");
-    loop {
-        let metrics = app.get("/metrics").await.text().await.expect("metrics");
-        if metrics.lines().any(|l| l == line) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        &format!("/metrics shows {line}"),
+        Duration::from_secs(30),
+        || async {
+            let metrics = app.get("/metrics").await.text().await.expect("metrics");
+            metrics.lines().any(|l| l == line)
+        },
+    )
+    .await;
 }
 
 async fn a_retry_while_the_original_is_in_flight_waits_and_gets_its_replay(db: Db) {

@@ -99,7 +99,7 @@ impl PostgresStore {
         let client = self.pool.get().await?;
         for setting in ["fsync", "synchronous_commit"] {
             let row = client.query_one(&format!("SHOW {setting}"), &[]).await?;
-            let value: String = row.get(0);
+            let value: String = row.try_get(0)?;
             if value == "off" {
                 tracing::warn!(
                     setting,
@@ -118,7 +118,8 @@ impl PostgresStore {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(sql).await?;
-        Ok(client.query_opt(&stmt, params).await?.map(|row| row.get(0)))
+        let row = client.query_opt(&stmt, params).await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
     }
 }
 

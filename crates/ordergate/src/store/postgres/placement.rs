@@ -163,14 +163,19 @@ async fn place_together(client: &Client, batch: &[(NewOrder, Reply)]) -> HashMap
     }
 }
 
-/// A batch row that settles its order: placed, or a live record holds the key.
+/// A batch row that settles its order: placed, or a live record holds the key. A row
+/// that cannot be read settles nothing: its order goes alone, where a broken record
+/// is reported as what it is.
 fn settled(row: &Row) -> Option<(Uuid, Placement)> {
-    let order_id: Uuid = row.get(0);
-    let fingerprint: Option<Vec<u8>> = row.get(1);
-    let ms_left: Option<i64> = row.get(5);
+    let order_id: Uuid = row.try_get(0).ok()?;
+    let fingerprint: Option<Vec<u8>> = row.try_get(1).ok()?;
+    let ms_left: Option<i64> = row.try_get(5).ok()?;
     match (fingerprint, is_live(ms_left)) {
         (None, _) => Some((order_id, Placement::Placed)),
-        (Some(_), true) => live_record(row, 1).map(|r| (order_id, Placement::Exists(r))),
+        (Some(_), true) => {
+            let live = live_record_from_row(row, 1).ok()?;
+            Some((order_id, Placement::Exists(live)))
+        }
         (Some(_), false) => None,
     }
 }
@@ -179,8 +184,21 @@ fn is_live(ms_left: Option<i64>) -> bool {
     ms_left.is_some_and(|ms| ms > 0)
 }
 
-fn live_record(row: &Row, from: usize) -> Option<LiveRecord> {
-    live_record_from_row(row, from).ok()
+/// Why one attempt failed: the database (a lock timeout is an answer of its own), or a
+/// stored row that breaks an invariant.
+enum AttemptError {
+    Database(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for AttemptError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+fn live_record(row: &Row, from: usize) -> Result<LiveRecord, AttemptError> {
+    live_record_from_row(row, from).map_err(AttemptError::Store)
 }
 
 /// The batch statement's parameters: one array per column.
@@ -281,8 +299,11 @@ async fn place_alone(client: &Client, new: &NewOrder) -> Result<Placement, Store
     ];
     for _ in 0..MAX_ROUNDS {
         match place_once(client, &params, &new.tenant, key).await {
-            Err(e) if is_lock_timeout(&e) => return Ok(Placement::InProgress),
-            Err(e) => return Err(e.into()),
+            Err(AttemptError::Database(e)) if is_lock_timeout(&e) => {
+                return Ok(Placement::InProgress);
+            }
+            Err(AttemptError::Database(e)) => return Err(e.into()),
+            Err(AttemptError::Store(e)) => return Err(e),
             Ok(Some(placement)) => return Ok(placement),
             Ok(None) => continue,
         }
@@ -298,23 +319,22 @@ async fn place_once(
     params: &[&(dyn ToSql + Sync); 13],
     tenant: &str,
     key: &str,
-) -> Result<Option<Placement>, tokio_postgres::Error> {
+) -> Result<Option<Placement>, AttemptError> {
     let stmt = client.prepare_cached(sql::PLACE_ORDER).await?;
     if let Some(row) = client.query_opt(&stmt, params).await? {
-        let fingerprint: Option<Vec<u8>> = row.get(0);
-        let ms_left: Option<i64> = row.get(4);
+        let fingerprint: Option<Vec<u8>> = row.try_get(0)?;
+        let ms_left: Option<i64> = row.try_get(4)?;
         return Ok(match (fingerprint, is_live(ms_left)) {
             (None, _) => Some(Placement::Placed),
-            (Some(_), true) => live_record(&row, 0).map(Placement::Exists),
+            (Some(_), true) => Some(Placement::Exists(live_record(&row, 0)?)),
             (Some(_), false) => take_over(client, params).await?,
         });
     }
     // The record was committed after this statement's snapshot (it waited for it).
     let stmt = client.prepare_cached(sql::LIVE_RECORD).await?;
     let row = client.query_opt(&stmt, &[&tenant, &key]).await?;
-    Ok(row
-        .and_then(|row| live_record(&row, 0))
-        .map(Placement::Exists))
+    let live = row.map(|row| live_record(&row, 0)).transpose()?;
+    Ok(live.map(Placement::Exists))
 }
 
 async fn take_over(
