@@ -19,6 +19,11 @@ pub fn result_ttl(s: &str) -> Result<Duration, String> {
     duration_within(s, (SECOND, "1s"), (DAY * 365, "365d"))
 }
 
+/// How long a delivery is retried before it is given up as failed: 1s to 365d.
+pub fn deliver_max_age(s: &str) -> Result<Duration, String> {
+    duration_within(s, (SECOND, "1s"), (DAY * 365, "365d"))
+}
+
 /// How long an unfinished request may hold its key: 100ms to 1h.
 pub fn lease_ttl(s: &str) -> Result<Duration, String> {
     duration_within(s, (Duration::from_millis(100), "100ms"), (HOUR, "1h"))

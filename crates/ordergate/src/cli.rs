@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ordergate_core::settings::{
-    MAX_BODY_LIMIT, check_lease_within_result, lease_ttl, result_ttl, shutdown_timeout,
+    MAX_BODY_LIMIT, check_lease_within_result, deliver_max_age, lease_ttl, result_ttl,
+    shutdown_timeout,
 };
 
 use crate::auth::ApiKey;
@@ -85,7 +86,7 @@ pub struct ServeArgs {
     pub deliver_secret: Option<String>,
 
     /// How long a delivery is retried before it is given up as failed: 1s to 365d.
-    #[arg(long, env = "ORDERGATE_DELIVER_MAX_AGE", default_value = "72h", value_parser = result_ttl)]
+    #[arg(long, env = "ORDERGATE_DELIVER_MAX_AGE", default_value = "72h", value_parser = deliver_max_age)]
     pub deliver_max_age: Duration,
 
     /// How long in-flight requests may run on after SIGTERM or Ctrl-C: from 0s to 1h.

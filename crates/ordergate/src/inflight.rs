@@ -43,18 +43,6 @@ impl InFlight {
             _done: done,
         })
     }
-
-    /// How many keys are in flight (for tests and metrics).
-    pub fn len(&self) -> usize {
-        self.keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl Drop for Claim {
