@@ -15,6 +15,8 @@
 //! - [`problem`]: the contract's error codes and their problem+json shape.
 //! - [`replay_cache`]: finished answers kept in memory, until their record's expiry.
 //! - [`refusal`]: every way a request is refused, and its problem.
+//! - [`delivery`]: delivery's rules: the message, the webhook signature, the backoff
+//!   and the judgement of an attempt.
 //! - [`answer`]: HTTP answers as data (status, headers, body) for either build.
 //! - [`intake`]: the HTTP-level checks of a request, in the contract's order.
 //! - [`legacy`]: replays of the old worker's stored answers during the switch-over.
@@ -24,6 +26,7 @@
 //!   object, and shard count changes that keep every key's answer.
 
 pub mod answer;
+pub mod delivery;
 pub mod intake;
 pub mod json;
 pub mod key;

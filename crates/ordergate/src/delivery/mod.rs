@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ordergate_core::delivery::{self as rules, Attempted, Verdict};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -35,9 +36,6 @@ const LEASE_MS: i64 = 30_000;
 /// The pause when nothing is due, and after a store failure.
 const IDLE_PAUSE: Duration = Duration::from_millis(100);
 const STORE_FAILURE_PAUSE: Duration = Duration::from_secs(1);
-/// First and longest pause between attempts of one delivery.
-const FIRST_RETRY_MS: i64 = 1_000;
-const LAST_RETRY_MS: i64 = 300_000;
 /// The backlog gauges are refreshed at most this often.
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
@@ -52,19 +50,10 @@ pub struct Message {
 
 impl Message {
     fn new(pending: &PendingDelivery, now_ms: i64) -> Self {
-        let mut body = format!(
-            r#"{{"type":"order.accepted","sequence":{},"tenant":{},"timestamp":"{}","data":"#,
-            pending.sequence,
-            serde_json::Value::from(pending.tenant.as_str()),
-            ordergate_core::order::format_timestamp(now_ms),
-        )
-        .into_bytes();
-        body.extend_from_slice(&pending.body);
-        body.push(b'}');
         Self {
             order_id: pending.order_id,
             tenant: pending.tenant.clone(),
-            body,
+            body: rules::message_body(pending.sequence, &pending.tenant, now_ms, &pending.body),
         }
     }
 }
@@ -73,16 +62,18 @@ impl Message {
 /// kind (Kafka, AMQP) is one more implementation.
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
-    /// Sends the batch; one result per message, in order. `Ok` only once the sink
-    /// has confirmed the message.
-    async fn send(&self, batch: &[Message]) -> Vec<Result<(), String>>;
+    /// Sends the batch; one outcome per message, in order. `Confirmed` only once
+    /// the sink has confirmed the message.
+    async fn send(&self, batch: &[Message]) -> Vec<Sent>;
 }
+
+pub use ordergate_core::delivery::Sent;
 
 /// Checks a webhook secret's form (`whsec_<base64>`).
 pub fn webhook_secret_ok(secret: &str) -> Result<(), String> {
-    webhook::secret_key(secret)
+    rules::webhook_key(secret)
         .map(|_| ())
-        .map_err(|e| format!("{e:#}"))
+        .map_err(|e| e.to_string())
 }
 
 /// The sink of a `--deliver` URL.
@@ -197,38 +188,34 @@ impl Work {
         Ok(leased.len())
     }
 
-    fn judge(
-        &self,
-        pending: &PendingDelivery,
-        sent: Result<(), String>,
-        now_ms: i64,
-    ) -> DeliveryResult {
+    fn judge(&self, pending: &PendingDelivery, sent: Sent, now_ms: i64) -> DeliveryResult {
         let order_id = pending.order_id;
-        let result = match sent {
-            Ok(()) => DeliveryResult::Delivered {
+        let attempted = Attempted {
+            accepted_at_ms: pending.accepted_at_ms,
+            attempts: pending.attempts,
+        };
+        let verdict = rules::judge(attempted, sent, now_ms, self.max_age_ms, fastrand::u32(..));
+        self.metrics.delivery_attempt(verdict.label());
+        let attempts = pending.attempts + 1;
+        match verdict {
+            Verdict::Delivered { at_ms } => DeliveryResult::Delivered {
                 order_id,
                 sequence: pending.sequence,
-                at_ms: now_ms,
+                at_ms,
             },
-            Err(error) if now_ms.saturating_sub(pending.accepted_at_ms) >= self.max_age_ms => {
-                tracing::error!(%order_id, %error, attempts = pending.attempts + 1, "delivery given up: past --deliver-max-age");
+            Verdict::Failed { error } => {
+                tracing::error!(%order_id, %error, attempts, "delivery given up");
                 DeliveryResult::Failed { order_id, error }
             }
-            Err(error) => {
-                tracing::warn!(%order_id, %error, attempts = pending.attempts + 1, "delivery failed; will retry");
+            Verdict::Retry { error, next_at_ms } => {
+                tracing::warn!(%order_id, %error, attempts, "delivery failed; will retry");
                 DeliveryResult::Retry {
                     order_id,
                     error,
-                    next_at_ms: now_ms.saturating_add(backoff_ms(pending.attempts + 1)),
+                    next_at_ms,
                 }
             }
-        };
-        self.metrics.delivery_attempt(match result {
-            DeliveryResult::Delivered { .. } => "delivered",
-            DeliveryResult::Retry { .. } => "retry",
-            DeliveryResult::Failed { .. } => "failed",
-        });
-        result
+        }
     }
 
     /// Gives a batch abandoned at shutdown back at once, as an attempt that failed:
@@ -264,49 +251,5 @@ impl Work {
     fn store_failed(&self, e: &crate::store::StoreError, doing: &str) {
         self.metrics.store_error(e.kind());
         log_store_error(e, doing);
-    }
-}
-
-/// The pause before attempt `attempt + 1`: 1 s doubling to 5 min, less a random
-/// fraction of up to half, so that retries of one outage spread out.
-fn backoff_ms(attempt: i64) -> i64 {
-    let doublings = u32::try_from(attempt.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
-    let full = FIRST_RETRY_MS
-        .saturating_mul(1_i64 << doublings)
-        .min(LAST_RETRY_MS);
-    full - fastrand::i64(0..=full / 2)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_from_about_a_second_to_five_minutes() {
-        for _ in 0..100 {
-            assert!((500..=1_000).contains(&backoff_ms(1)));
-            assert!((1_000..=2_000).contains(&backoff_ms(2)));
-            assert!((150_000..=300_000).contains(&backoff_ms(12)));
-            assert!((150_000..=300_000).contains(&backoff_ms(1_000)));
-        }
-    }
-
-    #[test]
-    fn a_message_wraps_the_order_json_with_its_sequence_and_tenant() {
-        let pending = PendingDelivery {
-            order_id: Uuid::nil(),
-            sequence: 42,
-            tenant: "acme".into(),
-            body: br#"{"orderId":"x","status":"accepted"}"#.to_vec(),
-            accepted_at_ms: 0,
-            attempts: 0,
-        };
-        let message = Message::new(&pending, 12);
-        let json: serde_json::Value = serde_json::from_slice(&message.body).expect("JSON");
-        assert_eq!(json["type"], "order.accepted");
-        assert_eq!(json["sequence"], 42);
-        assert_eq!(json["tenant"], "acme");
-        assert_eq!(json["timestamp"], "1970-01-01T00:00:00.012Z");
-        assert_eq!(json["data"]["orderId"], "x");
     }
 }

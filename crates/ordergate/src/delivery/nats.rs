@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMes
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
-use super::{Message, Sink};
+use super::{Message, Sent, Sink};
 
 pub const STREAM: &str = "ORDERGATE_ORDERS";
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
@@ -46,7 +46,9 @@ impl JetStream {
                     .connect(self.server.as_str())
                     .await
                     .map_err(|e| format!("cannot connect to NATS at {}: {e}", self.server))?;
-                let context = jetstream::new(client);
+                let mut context = jetstream::new(client);
+                // The acknowledgement futures time out by this; no second timer.
+                context.set_timeout(ACK_TIMEOUT);
                 self.ensure_stream(&context).await?;
                 Ok(context)
             })
@@ -90,10 +92,10 @@ impl JetStream {
 
 #[async_trait]
 impl Sink for JetStream {
-    async fn send(&self, batch: &[Message]) -> Vec<Result<(), String>> {
+    async fn send(&self, batch: &[Message]) -> Vec<Sent> {
         let context = match self.context().await {
             Ok(context) => context,
-            Err(e) => return batch.iter().map(|_| Err(e.clone())).collect(),
+            Err(e) => return batch.iter().map(|_| Sent::Transient(e.clone())).collect(),
         };
         let mut acks: Vec<Result<PublishAckFuture, String>> = Vec::with_capacity(batch.len());
         for message in batch {
@@ -108,13 +110,13 @@ impl Sink for JetStream {
         }
         let mut results = Vec::with_capacity(acks.len());
         for ack in acks {
+            // Every failure to publish is worth another try: JetStream refuses no order.
             let result = match ack {
-                Ok(ack) => match tokio::time::timeout(ACK_TIMEOUT, ack.into_future()).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(format!("JetStream did not acknowledge: {e}")),
-                    Err(_) => Err("no acknowledgement from JetStream in time".to_owned()),
+                Ok(ack) => match ack.into_future().await {
+                    Ok(_) => Sent::Confirmed,
+                    Err(e) => Sent::Transient(format!("JetStream did not acknowledge: {e}")),
                 },
-                Err(e) => Err(e),
+                Err(e) => Sent::Transient(e),
             };
             results.push(result);
         }

@@ -8,12 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use ordergate_core::delivery::{webhook_key, webhook_signature};
 
-use super::{Message, Sink};
+use super::{Message, Sent, Sink};
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 const IN_FLIGHT: usize = 16;
@@ -27,7 +24,7 @@ pub struct Webhook {
 impl Webhook {
     /// `secret` is `whsec_` and the base64 of the key.
     pub fn new(url: &str, secret: &str) -> anyhow::Result<Self> {
-        let key = secret_key(secret)?;
+        let key = webhook_key(secret)?;
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .pool_max_idle_per_host(IN_FLIGHT)
@@ -40,78 +37,40 @@ impl Webhook {
         })
     }
 
-    async fn send_one(&self, message: &Message) -> Result<(), String> {
+    async fn send_one(&self, message: &Message) -> Sent {
         let id = message.order_id.to_string();
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let signature = sign(&self.key, &id, timestamp, &message.body);
-        let response = self
+        let signature = webhook_signature(&self.key, &id, timestamp, &message.body);
+        let sent = self
             .client
             .post(self.url.clone())
             .header("content-type", "application/json")
             .header("webhook-id", &id)
             .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", format!("v1,{signature}"))
+            .header("webhook-signature", signature)
             .header("idempotency-key", &id)
             .body(message.body.clone())
             .send()
-            .await
-            .map_err(|e| crate::telemetry::cause_chain(&e))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("the webhook answered {}", response.status()))
+            .await;
+        // Any answer but a 2xx is retried (a receiver may be down or not yet deployed).
+        match sent {
+            Ok(response) if response.status().is_success() => Sent::Confirmed,
+            Ok(response) => Sent::Transient(format!("the webhook answered {}", response.status())),
+            Err(e) => Sent::Transient(crate::telemetry::cause_chain(&e)),
         }
     }
 }
 
 #[async_trait]
 impl Sink for Webhook {
-    async fn send(&self, batch: &[Message]) -> Vec<Result<(), String>> {
+    async fn send(&self, batch: &[Message]) -> Vec<Sent> {
         let mut results = Vec::with_capacity(batch.len());
         for wave in batch.chunks(IN_FLIGHT) {
             let sends: Vec<_> = wave.iter().map(|message| self.send_one(message)).collect();
             results.extend(futures::future::join_all(sends).await);
         }
         results
-    }
-}
-
-/// The key of a `whsec_…` secret.
-pub fn secret_key(secret: &str) -> anyhow::Result<Vec<u8>> {
-    let encoded = secret
-        .strip_prefix("whsec_")
-        .context("the webhook secret must look like whsec_<base64>")?;
-    let key = STANDARD
-        .decode(encoded)
-        .context("the webhook secret after whsec_ is not base64")?;
-    anyhow::ensure!(!key.is_empty(), "the webhook secret is empty");
-    Ok(key)
-}
-
-/// The base64 HMAC-SHA256 of `id.timestamp.body`.
-pub fn sign(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
-    // HMAC takes keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    STANDARD.encode(mac.finalize().into_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_signature_is_the_standard_webhooks_one() {
-        // The example of the Standard Webhooks specification.
-        let key = secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
-        let body = br#"{"test": 2432232314}"#;
-        assert_eq!(
-            sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
-            "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-        );
-        assert!(secret_key("nope").is_err());
     }
 }
