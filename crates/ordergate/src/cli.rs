@@ -13,6 +13,7 @@ use ordergate_core::settings::{
 };
 
 use crate::auth::ApiKey;
+use crate::delivery::{Target, WebhookKey};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -79,11 +80,11 @@ pub struct ServeArgs {
     /// Where accepted orders are delivered: nats://HOST:PORT/SUBJECT (JetStream) or
     /// http(s)://… (a signed webhook). Without it nothing is recorded for delivery.
     #[arg(long, env = "ORDERGATE_DELIVER")]
-    pub deliver: Option<DeliverUrl>,
+    pub deliver: Option<Target>,
 
     /// The webhook's signing secret, whsec_<base64>; required for a webhook.
     #[arg(long, env = "ORDERGATE_DELIVER_SECRET", hide_env_values = true)]
-    pub deliver_secret: Option<String>,
+    pub deliver_secret: Option<WebhookKey>,
 
     /// How long a delivery is retried before it is given up as failed: 1s to 365d.
     #[arg(long, env = "ORDERGATE_DELIVER_MAX_AGE", default_value = "72h", value_parser = deliver_max_age)]
@@ -97,59 +98,16 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The rules between settings that no single flag can check.
     pub fn check(&self) -> Result<(), String> {
-        if let Some(DeliverUrl::Webhook(_)) = &self.deliver {
-            let secret = self
-                .deliver_secret
-                .as_deref()
-                .ok_or("a webhook (--deliver http(s)://…) needs --deliver-secret whsec_…")?;
-            crate::delivery::webhook_secret_ok(secret)?;
+        if let Some(Target::Webhook(_)) = &self.deliver
+            && self.deliver_secret.is_none()
+        {
+            return Err("a webhook (--deliver http(s)://…) needs --deliver-secret whsec_…".into());
         }
         check_lease_within_result(
             self.lease_ttl,
             self.result_ttl,
             ("--lease-ttl", "--result-ttl"),
         )
-    }
-}
-
-/// Where accepted orders go, from the URL scheme.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliverUrl {
-    /// NATS JetStream: the server and the subject prefix.
-    Nats { server: String, subject: String },
-    /// A webhook endpoint.
-    Webhook(String),
-}
-
-impl std::str::FromStr for DeliverUrl {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(rest) = s.strip_prefix("nats://") {
-            let (server, subject) = rest
-                .split_once('/')
-                .filter(|(host, subject)| !host.is_empty() && !subject.is_empty())
-                .ok_or("a NATS sink is nats://HOST:PORT/SUBJECT")?;
-            let valid = subject.split('.').all(|token| {
-                !token.is_empty()
-                    && token
-                        .bytes()
-                        .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'>')
-            });
-            if !valid {
-                return Err(format!(
-                    "{subject:?} is not a NATS subject prefix (tokens separated by dots, no wildcards)"
-                ));
-            }
-            return Ok(Self::Nats {
-                server: format!("nats://{server}"),
-                subject: subject.to_owned(),
-            });
-        }
-        if s.starts_with("http://") || s.starts_with("https://") {
-            return Ok(Self::Webhook(s.to_owned()));
-        }
-        Err("the delivery URL must start with nats:// or http(s)://".into())
     }
 }
 

@@ -10,6 +10,7 @@
 //! once: every message carries the order id for deduplication.
 
 mod nats;
+mod target;
 mod webhook;
 
 use std::sync::Arc;
@@ -21,12 +22,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::cli::DeliverUrl;
 use crate::clock::Clock;
 use crate::store::{DeliveryResult, DynStore, PendingDelivery};
 use crate::telemetry::{Metrics, log_store_error};
 
 pub use nats::JetStream;
+pub use target::{Target, WebhookKey};
 pub use webhook::Webhook;
 
 /// Deliveries leased and sent at once.
@@ -69,21 +70,13 @@ pub trait Sink: Send + Sync + 'static {
 
 pub use ordergate_core::delivery::Sent;
 
-/// Checks a webhook secret's form (`whsec_<base64>`).
-pub fn webhook_secret_ok(secret: &str) -> Result<(), String> {
-    rules::webhook_key(secret)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-/// The sink of a `--deliver` URL.
-pub fn sink_for(url: &DeliverUrl, secret: Option<&str>) -> anyhow::Result<Arc<dyn Sink>> {
-    Ok(match url {
-        DeliverUrl::Nats { server, subject } => Arc::new(JetStream::new(server, subject)),
-        DeliverUrl::Webhook(endpoint) => {
-            let secret =
-                secret.ok_or_else(|| anyhow::anyhow!("a webhook needs --deliver-secret"))?;
-            Arc::new(Webhook::new(endpoint, secret)?)
+/// The sink of a `--deliver` target.
+pub fn sink_for(target: &Target, key: Option<&WebhookKey>) -> anyhow::Result<Arc<dyn Sink>> {
+    Ok(match target {
+        Target::Nats { server, subject } => Arc::new(JetStream::new(server, subject)),
+        Target::Webhook(endpoint) => {
+            let key = key.ok_or_else(|| anyhow::anyhow!("a webhook needs --deliver-secret"))?;
+            Arc::new(Webhook::new(endpoint, key.0.clone())?)
         }
     })
 }

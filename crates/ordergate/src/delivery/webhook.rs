@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use ordergate_core::delivery::{webhook_key, webhook_signature};
+use ordergate_core::delivery::webhook_signature;
 
 use super::{Message, Sent, Sink};
 
@@ -22,9 +22,8 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// `secret` is `whsec_` and the base64 of the key.
-    pub fn new(url: &str, secret: &str) -> anyhow::Result<Self> {
-        let key = webhook_key(secret)?;
+    /// `key` signs every message.
+    pub fn new(url: &str, key: Vec<u8>) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .pool_max_idle_per_host(IN_FLIGHT)

@@ -87,7 +87,7 @@ pub async fn serve_store(
     };
     let deliverer = match &args.deliver {
         Some(url) => {
-            let sink = crate::delivery::sink_for(url, args.deliver_secret.as_deref())?;
+            let sink = crate::delivery::sink_for(url, args.deliver_secret.as_ref())?;
             tracing::info!(sink = ?url, "delivering accepted orders");
             Some(Deliverer::spawn(
                 store.clone(),
