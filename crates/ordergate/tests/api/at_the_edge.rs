@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use tokio::sync::Mutex;
 
-use crate::edge::Edge;
+use crate::edge_runner::Edge;
 use crate::helpers::*;
 
 async fn post(client: &reqwest::Client, url: &str, token: &str, key: &str) -> reqwest::Response {
@@ -449,7 +449,7 @@ curl -s -o /dev/null -w '%{{http_code}}\n' -X POST http://127.0.0.1:8787/orders 
 kill -TERM "$runner"
 wait "$runner"
 echo "runner exited $?""#,
-        dev = crate::edge::DEV_SH,
+        dev = crate::edge_runner::DEV_SH,
         state = dir.path().display(),
         order = ORDER,
     );
@@ -503,8 +503,8 @@ async fn the_runner_prints_no_secret_and_keeps_the_keys_private() {
     use std::os::unix::fs::PermissionsExt;
     const SECRET: &str = "tok-3f9a1c-never-shown";
     let dir = tempfile::tempdir().expect("dir");
-    let addr = crate::edge::free_port();
-    let runner = tokio::process::Command::new(crate::edge::DEV_SH)
+    let addr = crate::edge_runner::free_port();
+    let runner = tokio::process::Command::new(crate::edge_runner::DEV_SH)
         .args(["--listen", &addr.to_string(), "--state"])
         .arg(dir.path())
         .args(["--api-key", &format!("acme:{SECRET}")])

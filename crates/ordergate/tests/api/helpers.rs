@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::edge::Edge;
+use crate::edge_runner::Edge;
 use crate::pg::TestDb;
 
 pub const ACME: &str = "acme-token";
