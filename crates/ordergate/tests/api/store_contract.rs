@@ -49,9 +49,28 @@ pub struct Backend {
     clock: ManualClock,
     pg: Option<TestDb>,
     _dir: Option<tempfile::TempDir>,
+    /// The SQLite file, when the backend is SQLite.
+    path: Option<std::path::PathBuf>,
 }
 
 impl Backend {
+    /// The same database opened again, as a restarted gateway opens it (after
+    /// `close`, which releases the SQLite file).
+    async fn reopen(&self) -> DynStore {
+        match (&self.path, &self.pg) {
+            (Some(path), _) => {
+                let clock = Arc::new(self.clock.clone());
+                Arc::new(SqliteStore::open(path, clock).expect("reopen"))
+            }
+            (None, Some(pg)) => Arc::new(
+                PostgresStore::open(&pg.url, Duration::from_secs(30))
+                    .await
+                    .expect("reopen"),
+            ),
+            (None, None) => panic!("a backend without a database"),
+        }
+    }
+
     /// Ages every idempotency record by `ms`: SQLite's clock is the test's; for
     /// PostgreSQL, whose clock is `now()`, the records' expiry moves back instead.
     async fn age(&self, ms: i64) {
@@ -73,12 +92,14 @@ impl Backend {
 pub async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::starting_at(1_700_000_000_000);
-    let store = SqliteStore::open(&dir.path().join("s.db"), Arc::new(clock.clone())).expect("open");
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path, Arc::new(clock.clone())).expect("open");
     Backend {
         store: Arc::new(store),
         clock,
         pg: None,
         _dir: Some(dir),
+        path: Some(path),
     }
 }
 
@@ -92,6 +113,7 @@ pub async fn postgres() -> Backend {
         clock: ManualClock::default(),
         pg: Some(pg),
         _dir: None,
+        path: None,
     }
 }
 
@@ -271,20 +293,35 @@ pub async fn ping_answers(b: Backend) {
 }
 
 pub async fn a_closed_store_finishes_what_it_took_and_takes_nothing_more(b: Backend) {
+    let first = new_order("t", "close-first", BODY, TTL);
+    let taken = b.store.place(first.clone()).await;
+    assert!(matches!(taken, Ok(Placement::Placed)), "{taken:?}");
     let orders: Vec<NewOrder> = (0..64)
         .map(|i| new_order("t", &format!("close{i}"), BODY, TTL))
         .collect();
     let placing = futures::future::join_all(orders.iter().cloned().map(|n| b.store.place(n)));
     let (placed, ()) = tokio::join!(placing, b.store.close());
-    for result in &placed {
-        assert!(
-            matches!(result, Ok(Placement::Placed) | Err(StoreError::Closed)),
-            "placed, or refused as closed: {result:?}"
-        );
-    }
     let after = b.store.place(new_order("t", "late", BODY, TTL)).await;
     assert!(matches!(after, Err(StoreError::Closed)), "{after:?}");
     b.store.close().await;
+    // What the store said it placed is committed; what it refused is not there.
+    let reopened = b.reopen().await;
+    let stored = |new: &NewOrder| {
+        let store = reopened.clone();
+        let (tenant, id) = (new.tenant.clone(), new.order.order_id);
+        async move { store.order_by_id(&tenant, id).await.expect("read") }
+    };
+    assert_eq!(stored(&first).await, Some(first.response.body.clone()));
+    for (new, result) in orders.iter().zip(&placed) {
+        match result {
+            Ok(Placement::Placed) => {
+                assert_eq!(stored(new).await, Some(new.response.body.clone()), "placed")
+            }
+            Err(StoreError::Closed) => assert_eq!(stored(new).await, None, "refused"),
+            other => panic!("placed, or refused as closed: {other:?}"),
+        }
+    }
+    reopened.close().await;
 }
 
 /// Runs each listed case once per backend, as `sqlite::CASE` and `postgres::CASE`.
