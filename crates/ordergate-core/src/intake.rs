@@ -1,7 +1,9 @@
 //! The HTTP-level checks of a request, in the contract's order: bearer token (401),
 //! media type and encoding (415), body size (413), then the `Idempotency-Key` header
-//! (400). Each driver reads the request its own way and calls these in that order;
-//! the rules themselves live only here.
+//! (400). Each driver reads the request's header lines its own way into
+//! [`PostHeaders`], calls [`before_body`], reads the body within the limit
+//! ([`check_body_length`] as it goes), then calls [`after_body`]: the order is
+//! composed here, once, and so are the rules.
 
 use crate::key::{IdempotencyKey, KeyError};
 use crate::refusal::Refusal;
@@ -45,6 +47,38 @@ fn without_whitespace(value: &[u8]) -> &[u8] {
     let start = value.iter().position(|b| !ows(b)).unwrap_or(value.len());
     let end = value.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
     &value[start..end]
+}
+
+/// The header lines of a `POST /orders` that its checks read, every line of each.
+#[derive(Debug, Default)]
+pub struct PostHeaders<'a> {
+    pub authorization: Vec<&'a [u8]>,
+    pub content_type: Vec<&'a [u8]>,
+    pub content_encoding: Vec<&'a [u8]>,
+    pub content_length: Option<&'a [u8]>,
+    pub idempotency_key: Vec<&'a [u8]>,
+}
+
+/// Steps 2 to 4 before the body is read: the tenant (401), the media type and
+/// encoding (415), a declared length over `max_body` (413: the driver then drops the
+/// body unread, up to [`DISCARD_LIMIT`]).
+pub fn before_body(
+    tenancy: Tenancy<'_>,
+    headers: &PostHeaders<'_>,
+    max_body: u64,
+) -> Result<String, Refusal> {
+    let tenant = tenant(tenancy, headers.authorization.iter().copied())?;
+    check_media_type(
+        headers.content_type.iter().copied(),
+        headers.content_encoding.iter().copied(),
+    )?;
+    check_declared_length(headers.content_length, max_body)?;
+    Ok(tenant)
+}
+
+/// Step 5, once the body is read: exactly one well-formed `Idempotency-Key` line.
+pub fn after_body(headers: &PostHeaders<'_>) -> Result<IdempotencyKey, Refusal> {
+    idempotency_key(headers.idempotency_key.iter().copied())
 }
 
 /// Step 2: the tenant of the bearer token, from every `Authorization` line: exactly
@@ -234,6 +268,40 @@ mod tests {
         assert_eq!(joined_lines(Some(b"a,b")), [&b"a,b"[..]]);
         assert_eq!(joined_lines(Some(b"\tkey\t ")), [&b"key"[..]]);
         assert_eq!(joined_lines(Some(b"a\tb")), [&b"a\tb"[..]]);
+    }
+
+    #[test]
+    fn the_checks_before_the_body_answer_in_the_contracts_order() {
+        let keys = crate::tokens::ApiKey::parse_list("acme:t").expect("keys");
+        let table = TokenTable::build(&keys).expect("table");
+        let everything_wrong = PostHeaders {
+            authorization: vec![b"Bearer nope"],
+            content_type: vec![b"text/plain"],
+            content_encoding: vec![],
+            content_length: Some(b"100"),
+            idempotency_key: vec![],
+        };
+        let check = |h: &PostHeaders<'_>| before_body(Tenancy::Tokens(&table), h, 10);
+        assert_eq!(check(&everything_wrong), Err(Refusal::Unauthorized));
+        let authorized = PostHeaders {
+            authorization: vec![b"Bearer t"],
+            ..everything_wrong
+        };
+        assert!(matches!(
+            check(&authorized),
+            Err(Refusal::UnsupportedMediaType(_))
+        ));
+        let json = PostHeaders {
+            content_type: vec![b"application/json"],
+            ..authorized
+        };
+        assert_eq!(check(&json), Err(Refusal::PayloadTooLarge(10)));
+        let small = PostHeaders {
+            content_length: Some(b"5"),
+            ..json
+        };
+        assert_eq!(check(&small).as_deref(), Ok("acme"));
+        assert_eq!(after_body(&small), Err(Refusal::from(KeyError::Missing)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-use ordergate_core::intake::{self, DISCARD_LIMIT, Tenancy, joined_lines};
+use ordergate_core::intake::{self, DISCARD_LIMIT, PostHeaders, Tenancy, joined_lines};
 use ordergate_core::shard::{self, object_name};
 use ordergate_core::{Answer, IdempotencyKey, Refusal, ScopedKey, legacy as legacy_rules};
 use uuid::Uuid;
@@ -84,32 +84,55 @@ fn internal(e: worker::Error) -> Refusal {
     Refusal::Internal
 }
 
-/// Step 2: the tenant of the bearer token.
-fn tenant_of(req: &Request, config: &Config) -> Result<String, Refusal> {
-    let tenancy = match &config.access {
+/// A header's lines, split back from the Fetch API's joined value.
+fn lines(value: &Option<String>) -> Vec<&[u8]> {
+    joined_lines(value.as_deref().map(str::as_bytes))
+}
+
+/// Who may call.
+fn tenancy(config: &Config) -> Tenancy<'_> {
+    match &config.access {
         Access::Tokens(table) => Tenancy::Tokens(table),
         Access::Open => Tenancy::Open,
-    };
+    }
+}
+
+/// Step 2 of a lookup: the tenant of the bearer token.
+fn tenant_of(req: &Request, config: &Config) -> Result<String, Refusal> {
     let authorization = header(req.headers(), "authorization");
-    let lines = joined_lines(authorization.as_deref().map(str::as_bytes));
-    intake::tenant(tenancy, lines.into_iter())
+    intake::tenant(tenancy(config), lines(&authorization).into_iter())
 }
 
 /// `POST /orders`.
 async fn submit(mut req: Request, env: &Env, config: &Config) -> Result<Response, Refusal> {
-    let tenant = tenant_of(&req, config)?;
     let headers = req.headers().clone();
-    let content_type = header(&headers, "content-type");
-    let encoding = header(&headers, "content-encoding");
-    intake::check_media_type(
-        joined_lines(content_type.as_deref().map(str::as_bytes)).into_iter(),
-        joined_lines(encoding.as_deref().map(str::as_bytes)).into_iter(),
-    )?;
-    let declared = header(&headers, "content-length");
-    let body = read_body(&mut req, declared.as_deref(), config.max_body).await?;
-    let key_line = header(&headers, "idempotency-key");
-    let key_lines = joined_lines(key_line.as_deref().map(str::as_bytes));
-    let key = intake::idempotency_key(key_lines.into_iter())?;
+    let value = |name| header(&headers, name);
+    let (authorization, content_type, encoding, declared, key_line) = (
+        value("authorization"),
+        value("content-type"),
+        value("content-encoding"),
+        value("content-length"),
+        value("idempotency-key"),
+    );
+    let post = PostHeaders {
+        authorization: lines(&authorization),
+        content_type: lines(&content_type),
+        content_encoding: lines(&encoding),
+        content_length: declared.as_deref().map(str::as_bytes),
+        idempotency_key: lines(&key_line),
+    };
+    let tenant = match intake::before_body(tenancy(config), &post, config.max_body) {
+        Ok(tenant) => tenant,
+        Err(too_large @ Refusal::PayloadTooLarge(_)) => {
+            if let Ok(stream) = req.stream() {
+                discard(stream).await;
+            }
+            return Err(too_large);
+        }
+        Err(refused) => return Err(refused),
+    };
+    let body = read_body(&mut req, config.max_body).await?;
+    let key = intake::after_body(&post)?;
     let scoped = ScopedKey::new(tenant.clone(), key.clone());
     let now = now_ms();
     if let Some(answer) = replays::answer(&scoped, &body, now, config.limits) {
@@ -162,22 +185,14 @@ async fn answer_from_earlier_shard(
     respond::answer(answer).map(Some).map_err(internal)
 }
 
-/// Step 4: the body, refused on a declared length over `max`, else read as it streams
-/// in and refused as soon as it passes `max` (a body without `Content-Length` is not
-/// read whole first).
-async fn read_body(
-    req: &mut Request,
-    declared: Option<&str>,
-    max: u64,
-) -> Result<Vec<u8>, Refusal> {
+/// Step 4: the body, read as it streams in and refused as soon as it passes `max`
+/// (a body without `Content-Length` is not read whole first; a declared length over
+/// `max` was refused before).
+async fn read_body(req: &mut Request, max: u64) -> Result<Vec<u8>, Refusal> {
     if req.inner().body().is_none() {
         return Ok(Vec::new());
     }
     let mut stream = req.stream().map_err(|_| Refusal::BodyBroken)?;
-    if let Err(too_large) = intake::check_declared_length(declared.map(str::as_bytes), max) {
-        discard(stream).await;
-        return Err(too_large);
-    }
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| Refusal::BodyBroken)?;

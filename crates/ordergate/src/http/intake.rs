@@ -1,13 +1,14 @@
 //! The HTTP-level checks of `POST /orders`, in the contract's order: token, media
-//! type and encoding, body size, then the `Idempotency-Key` header. The rules are
-//! `ordergate_core::intake`'s; this reads them off axum's request.
+//! type and encoding, body size, then the `Idempotency-Key` header. The rules and
+//! their order are `ordergate_core::intake`'s; this reads the header lines off axum's
+//! request and the body off hyper's.
 
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
-use ordergate_core::intake::{self, DISCARD_LIMIT};
+use ordergate_core::intake::{self, DISCARD_LIMIT, PostHeaders};
 use ordergate_core::{IdempotencyKey, Refusal};
 
 use crate::auth::Auth;
@@ -18,39 +19,54 @@ pub fn tenant(auth: &Auth, headers: &HeaderMap) -> Result<String, Refusal> {
     auth.with_tenancy(|tenancy| intake::tenant(tenancy, lines.iter().map(|v| v.as_bytes())))
 }
 
+const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("idempotency-key");
+
 /// How long a client may take to send its body.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Step 3: JSON (`application/json` or any `+json` type) or no type; no encoding.
-pub fn check_media_type(headers: &HeaderMap) -> Result<(), Refusal> {
-    intake::check_media_type(
-        headers
-            .get_all(header::CONTENT_TYPE)
-            .iter()
-            .map(|v| v.as_bytes()),
-        headers
-            .get_all(header::CONTENT_ENCODING)
-            .iter()
-            .map(|v| v.as_bytes()),
-    )
+/// The lines of a request's headers that the checks of `POST /orders` read.
+fn post_headers(headers: &HeaderMap) -> PostHeaders<'_> {
+    let lines = |name| headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
+    PostHeaders {
+        authorization: lines(header::AUTHORIZATION),
+        content_type: lines(header::CONTENT_TYPE),
+        content_encoding: lines(header::CONTENT_ENCODING),
+        content_length: headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes()),
+        idempotency_key: lines(IDEMPOTENCY_KEY),
+    }
+}
+
+/// Steps 2 to 5 of `POST /orders`, in the order the core composes them: the tenant,
+/// the body (at most `max` bytes, within [`BODY_READ_TIMEOUT`]) and the key.
+pub async fn checked_post(
+    auth: &Auth,
+    headers: &HeaderMap,
+    body: Body,
+    max: u64,
+) -> Result<(String, Bytes, IdempotencyKey), Refusal> {
+    let lines = post_headers(headers);
+    let tenant = match auth.with_tenancy(|t| intake::before_body(t, &lines, max)) {
+        Ok(tenant) => tenant,
+        Err(too_large @ Refusal::PayloadTooLarge(_)) => {
+            discard(body).await;
+            return Err(too_large);
+        }
+        Err(refused) => return Err(refused),
+    };
+    let body = read_body(body, max).await?;
+    Ok((tenant, body, intake::after_body(&lines)?))
 }
 
 /// Step 4: the body, at most `max` bytes, within [`BODY_READ_TIMEOUT`] (408 after it).
-pub async fn read_body(headers: &HeaderMap, body: Body, max: u64) -> Result<Bytes, Refusal> {
+async fn read_body(body: Body, max: u64) -> Result<Bytes, Refusal> {
     // `timeout` polls the read before its timer, and arms the timer only if the read
     // is pending: the body of a small order nearly always came with its headers.
-    tokio::time::timeout(BODY_READ_TIMEOUT, read_limited(headers, body, max))
+    tokio::time::timeout(BODY_READ_TIMEOUT, read_limited(body, max))
         .await
         .unwrap_or(Err(Refusal::BodyTimedOut))
 }
 
-/// A declared length over the limit is refused before anything is read.
-async fn read_limited(headers: &HeaderMap, mut body: Body, max: u64) -> Result<Bytes, Refusal> {
-    let declared = headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes());
-    if let Err(too_large) = intake::check_declared_length(declared, max) {
-        discard(body).await;
-        return Err(too_large);
-    }
+async fn read_limited(mut body: Body, max: u64) -> Result<Bytes, Refusal> {
     let mut collected = Vec::new();
     loop {
         match body.frame().await {
@@ -85,14 +101,4 @@ async fn discard(mut body: Body) {
             _ => return,
         }
     }
-}
-
-/// Step 5: exactly one well-formed `Idempotency-Key` line.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, Refusal> {
-    intake::idempotency_key(
-        headers
-            .get_all("idempotency-key")
-            .iter()
-            .map(|v| v.as_bytes()),
-    )
 }

@@ -33,10 +33,8 @@ pub async fn create(State(state): State<Arc<AppState>>, request: Request) -> Res
 
 async fn submit(state: &Arc<AppState>, request: Request) -> Result<Outcome, Refusal> {
     let (parts, body) = request.into_parts();
-    let tenant = intake::tenant(&state.auth, &parts.headers)?;
-    intake::check_media_type(&parts.headers)?;
-    let body = intake::read_body(&parts.headers, body, state.max_body).await?;
-    let key = intake::idempotency_key(&parts.headers)?;
+    let (tenant, body, key) =
+        intake::checked_post(&state.auth, &parts.headers, body, state.max_body).await?;
     tracing::Span::current().record("tenant", tenant.as_str());
     Ok(state.gateway.submit(tenant, key, body).await)
 }
