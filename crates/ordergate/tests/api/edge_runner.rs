@@ -16,6 +16,12 @@ const OLD_WORKER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/old-w
 /// A first start may build the Worker (and install its tools).
 const START_TIMEOUT: Duration = Duration::from_secs(900);
 
+/// How many ports a start tries before it gives up.
+const PORT_ATTEMPTS: usize = 5;
+
+/// What wrangler prints when its port was taken first.
+const PORT_TAKEN: &str = "Address already in use";
+
 /// The API keys every edge test runs with, as the server tests do.
 const KEYS: [&str; 2] = ["acme:acme-token", "globex:globex-token"];
 
@@ -46,34 +52,61 @@ impl Edge {
         Self::launch(OLD_WORKER, state, &[]).await
     }
 
+    /// Starts `script` on a port of its own. A port found free can be taken before
+    /// wrangler binds it; then wrangler exits at once and the start is tried again on
+    /// another port, so a test never fails on a neighbour's port.
     async fn launch(script: &'static str, state: &Path, args: &[&str]) -> Edge {
-        let addr = free_port();
-        let child = Command::new(script)
+        for _ in 0..PORT_ATTEMPTS {
+            let mut edge = Edge {
+                child: None,
+                addr: free_port(),
+                state: state.to_owned(),
+                script,
+                args: args.iter().map(|s| s.to_string()).collect(),
+            };
+            edge.spawn();
+            match edge.wait_until_serving().await {
+                Ok(()) => return edge,
+                Err(status) => {
+                    let log = std::fs::read_to_string(edge.stderr_log()).unwrap_or_default();
+                    assert!(
+                        log.contains(PORT_TAKEN),
+                        "{script} exited before serving: {status}\n{log}"
+                    );
+                }
+            }
+        }
+        panic!("{script}: every port tried was taken before it could bind");
+    }
+
+    fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.state).expect("state directory");
+        let stderr = std::fs::File::create(self.stderr_log()).expect("runner log");
+        let child = Command::new(self.script)
             .arg("--listen")
-            .arg(addr.to_string())
+            .arg(self.addr.to_string())
             .arg("--state")
-            .arg(state)
-            .args(args)
+            .arg(&self.state)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn the runner");
-        let mut edge = Edge {
-            child: Some(child),
-            addr,
-            state: state.to_owned(),
-            script,
-            args: args.iter().map(|s| s.to_string()).collect(),
-        };
-        edge.wait_until_serving().await;
-        edge
+        self.child = Some(child);
+    }
+
+    /// The runner's stderr, kept beside its state (outside `data/`).
+    fn stderr_log(&self) -> PathBuf {
+        self.state.join("runner-stderr.log")
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
-    async fn wait_until_serving(&mut self) {
+    /// Waits until it answers; the exit status if it ended first.
+    async fn wait_until_serving(&mut self) -> Result<(), std::process::ExitStatus> {
         let client = reqwest::Client::new();
         // Any HTTP answer means workerd serves (the old worker has no /healthz).
         let url = format!("http://{}/healthz", self.addr);
@@ -82,14 +115,15 @@ impl Edge {
             if let Ok(r) = client.get(&url).send().await
                 && (r.status() == 200 || self.script == OLD_WORKER)
             {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("{} exited before serving: {status}", self.script);
+                self.child = None;
+                return Err(status);
             }
             assert!(
                 started.elapsed() < START_TIMEOUT,
@@ -215,7 +249,18 @@ fn object_files(state: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// A free port below the kernel's ephemeral range (32768 and up on Linux), where no
+/// outgoing connection or `bind(0)` of another test can take it between this check
+/// and wrangler's bind; each call starts its search somewhere else.
 pub fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address")
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let start = fastrand::u16(0..SPAN);
+    (0..SPAN)
+        .map(|step| LOW + (start + step) % SPAN)
+        .find_map(|port| {
+            let listener = TcpListener::bind(("127.0.0.1", port)).ok()?;
+            listener.local_addr().ok()
+        })
+        .expect("a free port between 20000 and 32000")
 }
