@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::clock::{Clock, millis};
 use crate::inflight::{Claim, InFlight, Release};
-use crate::store::{DynStore, Lease, NewOrder, StoreError};
+use crate::store::{Lease, NewOrder, StoreError, Stores};
 use crate::telemetry::{Metrics, log_store_error};
 
 /// How long a readiness probe waits for the database.
@@ -39,7 +39,7 @@ pub struct Settings {
 /// Places orders and looks them up; cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
-    store: DynStore,
+    stores: Stores,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     in_flight: InFlight,
@@ -51,13 +51,13 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(
-        store: DynStore,
+        stores: Stores,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> Self {
         Self {
-            store,
+            stores,
             clock,
             metrics,
             in_flight: InFlight::default(),
@@ -105,7 +105,7 @@ impl Gateway {
         tenant: &str,
         id: Uuid,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let found = self.store.order_by_id(tenant, id).await;
+        let found = self.stores.records.order_by_id(tenant, id).await;
         self.note_failure(found, "order lookup by id")
     }
 
@@ -115,13 +115,17 @@ impl Gateway {
         tenant: String,
         key: IdempotencyKey,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let found = self.store.order_by_key(&ScopedKey::new(tenant, key)).await;
+        let found = self
+            .stores
+            .records
+            .order_by_key(&ScopedKey::new(tenant, key))
+            .await;
         self.note_failure(found, "order lookup by key")
     }
 
     /// Whether the database answers (within a second).
     pub async fn ready(&self) -> Result<(), StoreError> {
-        let answered = tokio::time::timeout(READY_PROBE_TIMEOUT, self.store.ping())
+        let answered = tokio::time::timeout(READY_PROBE_TIMEOUT, self.stores.records.ping())
             .await
             .unwrap_or_else(|_| Err(StoreError::unavailable("no answer within a second")));
         self.note_failure(answered, "readiness probe")
@@ -136,13 +140,13 @@ impl Gateway {
         if !self.settings.deliver {
             return Ok(None);
         }
-        let found = self.store.delivery_status(tenant, id).await;
+        let found = self.stores.outbox.delivery_status(tenant, id).await;
         self.note_failure(found, "delivery lookup")
     }
 
     /// Deletes up to `batch` expired idempotency records; how many went.
     pub async fn purge_expired(&self, batch: usize) -> Result<usize, StoreError> {
-        let purged = self.store.purge_expired(batch).await;
+        let purged = self.stores.records.purge_expired(batch).await;
         self.note_failure(purged, "purge of expired records")
     }
 
@@ -151,7 +155,7 @@ impl Gateway {
     pub async fn close(&self) {
         self.submissions.close();
         self.submissions.wait().await;
-        self.store.close().await;
+        self.stores.records.close().await;
     }
 
     fn note_failure<T>(&self, result: Result<T, StoreError>, doing: &str) -> Result<T, StoreError> {
@@ -221,7 +225,7 @@ impl Gateway {
 
     async fn read_record(&self, key: &ScopedKey, lease_deadline: Instant) -> Fact<'static> {
         let asked_at_ms = self.clock.now_ms();
-        let read = timeout_at(lease_deadline, self.store.live_record(key))
+        let read = timeout_at(lease_deadline, self.stores.records.live_record(key))
             .await
             .unwrap_or(Err(StoreError::LeaseExpired));
         match self.note_failure(read, "reading a key's record") {
@@ -267,7 +271,7 @@ impl Gateway {
         deadline: Instant,
     ) -> Result<Placement, StoreError> {
         let lease = new.lease.clone();
-        let mut placing = std::pin::pin!(self.store.place(new));
+        let mut placing = std::pin::pin!(self.stores.records.place(new));
         match timeout_at(deadline, &mut placing).await {
             Ok(result) => result,
             Err(_) if lease.abandon() => Ok(Placement::Abandoned),

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::store::{DeliveryResult, DynStore, PendingDelivery};
+use crate::store::{DeliveryResult, DynOutbox, PendingDelivery};
 use crate::telemetry::{Metrics, log_store_error};
 
 pub use nats::JetStream;
@@ -89,7 +89,7 @@ pub struct Deliverer {
 
 impl Deliverer {
     pub fn spawn(
-        store: DynStore,
+        outbox: DynOutbox,
         sink: Arc<dyn Sink>,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
@@ -97,7 +97,7 @@ impl Deliverer {
     ) -> Self {
         let stop = CancellationToken::new();
         let work = Work {
-            store,
+            outbox,
             sink,
             clock,
             metrics,
@@ -121,7 +121,7 @@ impl Deliverer {
 }
 
 struct Work {
-    store: DynStore,
+    outbox: DynOutbox,
     sink: Arc<dyn Sink>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -153,8 +153,8 @@ impl Work {
     async fn pass(&self) -> Result<usize, ()> {
         let now_ms = self.clock.now_ms();
         let leased = self
-            .store
-            .lease_deliveries(BATCH, now_ms, now_ms.saturating_add(LEASE_MS))
+            .outbox
+            .lease_due(BATCH, now_ms, now_ms.saturating_add(LEASE_MS))
             .await
             .map_err(|e| self.store_failed(&e, "leasing deliveries"))?;
         if leased.is_empty() {
@@ -174,7 +174,7 @@ impl Work {
             .zip(sent)
             .map(|(pending, sent)| self.judge(pending, sent, done_ms))
             .collect();
-        self.store
+        self.outbox
             .record_deliveries(results)
             .await
             .map_err(|e| self.store_failed(&e, "recording deliveries"))?;
@@ -224,13 +224,13 @@ impl Work {
                 next_at_ms: now_ms,
             })
             .collect();
-        if let Err(e) = self.store.record_deliveries(results).await {
+        if let Err(e) = self.outbox.record_deliveries(results).await {
             self.store_failed(&e, "releasing deliveries at shutdown");
         }
     }
 
     async fn refresh_backlog(&self) {
-        match self.store.delivery_backlog().await {
+        match self.outbox.delivery_backlog().await {
             Ok(backlog) => {
                 let lag_ms = backlog.oldest_accepted_at_ms.map_or(0, |oldest| {
                     self.clock.now_ms().saturating_sub(oldest).max(0)

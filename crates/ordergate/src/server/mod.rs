@@ -22,7 +22,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::delivery::Deliverer;
 use crate::gateway::{Gateway, Settings};
 use crate::http::{AppState, app};
-use crate::store::DynStore;
+use crate::store::Stores;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::telemetry::Metrics;
@@ -48,8 +48,8 @@ pub async fn serve_with_clock(
 ) -> anyhow::Result<()> {
     args.check().map_err(anyhow::Error::msg)?;
     let auth = authenticator(&args, &listener)?;
-    let store = open_store(&args.database, clock.clone(), args.lease_ttl).await?;
-    serve_store(args, auth, store, clock, listener, shutdown).await
+    let stores = open_store(&args.database, clock.clone(), args.lease_ttl).await?;
+    serve_store(args, auth, stores, clock, listener, shutdown).await
 }
 
 /// The API keys of `args`, refused in open mode on an address that is not loopback.
@@ -70,11 +70,11 @@ pub fn authenticator(args: &ServeArgs, listener: &TcpListener) -> anyhow::Result
 
 /// Serves on an opened store until `shutdown` resolves; then drains the connections,
 /// waits for the submissions still running, and closes the store. Tests call it
-/// with a store wrapped to slow it down or break it.
+/// with a records store wrapped to slow it down or break it.
 pub async fn serve_store(
     args: ServeArgs,
     auth: Arc<Auth>,
-    store: DynStore,
+    stores: Stores,
     clock: Arc<dyn Clock>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -90,7 +90,7 @@ pub async fn serve_store(
             let sink = crate::delivery::sink_for(url, args.deliver_secret.as_ref())?;
             tracing::info!(sink = ?url, "delivering accepted orders");
             Some(Deliverer::spawn(
-                store.clone(),
+                stores.outbox.clone(),
                 sink,
                 clock.clone(),
                 metrics.clone(),
@@ -99,7 +99,7 @@ pub async fn serve_store(
         }
         None => None,
     };
-    let gateway = Gateway::new(store, clock, metrics.clone(), settings);
+    let gateway = Gateway::new(stores, clock, metrics.clone(), settings);
     let shutting_down = Arc::new(AtomicBool::new(false));
     let state = AppState::new(
         gateway.clone(),
@@ -141,16 +141,16 @@ async fn open_store(
     url: &DatabaseUrl,
     clock: Arc<dyn Clock>,
     lease_ttl: Duration,
-) -> anyhow::Result<DynStore> {
+) -> anyhow::Result<Stores> {
     match url {
         DatabaseUrl::Sqlite(path) => {
             let path = path.clone();
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, clock))
                 .await
                 .context("opening the SQLite store")??;
-            Ok(Arc::new(store))
+            Ok(Stores::of(store))
         }
-        DatabaseUrl::Postgres(url) => Ok(Arc::new(
+        DatabaseUrl::Postgres(url) => Ok(Stores::of(
             PostgresStore::open(url, lease_ttl)
                 .await
                 .context("opening the PostgreSQL store")?,

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use clap::Parser;
 use ordergate::cli::{Cli, Command, ServeArgs};
 use ordergate::clock::{Clock, SystemClock};
-use ordergate::store::DynStore;
 use ordergate::store::postgres::PostgresStore;
 use ordergate::store::sqlite::SqliteStore;
+use ordergate::store::{DynRecords, Stores};
 use reqwest::header::HeaderMap;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -204,27 +204,27 @@ where
 pub async fn open_store(
     db: Db,
     lease_ttl: std::time::Duration,
-) -> (TempDir, Option<TestDb>, String, DynStore) {
+) -> (TempDir, Option<TestDb>, String, Stores) {
     let (dir, pg, url) = fresh_database(db).await;
-    let store: DynStore = match &pg {
-        None => Arc::new(
+    let stores = match &pg {
+        None => Stores::of(
             SqliteStore::open(&dir.path().join("ordergate.db"), Arc::new(SystemClock))
                 .expect("open store"),
         ),
-        Some(pg) => Arc::new(
+        Some(pg) => Stores::of(
             PostgresStore::open(&pg.url, lease_ttl)
                 .await
                 .expect("open store"),
         ),
     };
-    (dir, pg, url, store)
+    (dir, pg, url, stores)
 }
 
 /// Serves the real server (`server::serve_store`) over a store chosen by the test
 /// (to slow it down or break it), with the given lease.
 pub async fn spawn_app_on_store(
     db: Db,
-    store: impl FnOnce(DynStore) -> DynStore,
+    records: impl FnOnce(DynRecords) -> DynRecords,
     lease_ttl: std::time::Duration,
 ) -> TestApp {
     let (dir, pg, url, inner) = open_store(db, lease_ttl).await;
@@ -232,13 +232,16 @@ pub async fn spawn_app_on_store(
     let args = serve_args(&url, &["--lease-ttl", &lease]);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let auth = ordergate::server::authenticator(&args, &listener).expect("auth");
-    let store = store(inner);
+    let stores = Stores {
+        records: records(inner.records),
+        outbox: inner.outbox,
+    };
     launch(dir, pg, listener, |listener, stop| async move {
         let shutdown = async {
             let _ = stop.await;
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        ordergate::server::serve_store(args, auth, store, clock, listener, shutdown).await
+        ordergate::server::serve_store(args, auth, stores, clock, listener, shutdown).await
     })
 }
 

@@ -1,15 +1,16 @@
-//! The store's lifecycle: closing it finishes its work before it lets go of the file.
+//! The SQLite store's life with its file: closing it finishes its work before it lets
+//! go of the file, and a file taken away under it stops every write it would make.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ordergate::clock::SystemClock;
-use ordergate::store::Store;
 use ordergate::store::sqlite::SqliteStore;
+use ordergate::store::{DeliveryResult, RecordStore, StoreError, Stores};
 use ordergate_core::Placement;
 
-use crate::store_contract::{BODY, TTL, new_order};
+use crate::backends::{BODY, TTL, new_order};
 
 fn orders_in(path: &std::path::Path) -> usize {
     let conn = rusqlite::Connection::open(path).expect("open");
@@ -61,4 +62,44 @@ async fn a_closing_sqlite_store_releases_its_file_only_after_its_last_commit() {
         at_release, placed,
         "the lock was free only once every placed order was committed"
     );
+}
+
+/// Delivery outcomes are writes like placements: with the file moved away, neither
+/// goes into the file that is no longer the database, and the store is unready.
+#[tokio::test]
+async fn a_moved_database_file_stops_delivery_writes_and_placements_alike() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("moved.db");
+    let stores = Stores::of(SqliteStore::open(&path, Arc::new(SystemClock)).expect("open"));
+    let mut new = new_order("t", "deliver-me", BODY, TTL);
+    new.deliver = true;
+    let placed = stores.records.place(new.clone()).await.expect("place");
+    assert_eq!(placed, Placement::Placed);
+    let now_ms = i64::MAX / 2;
+    let leased = stores.outbox.lease_due(1, now_ms, now_ms + 1).await;
+    let leased = leased.expect("lease");
+    std::fs::rename(&path, dir.path().join("elsewhere.db")).expect("move the file away");
+    let (order_id, sequence) = (leased[0].order_id, leased[0].sequence);
+    let delivered = DeliveryResult::Delivered {
+        order_id,
+        sequence,
+        at_ms: now_ms,
+    };
+    let recorded = stores.outbox.record_deliveries(vec![delivered]).await;
+    assert!(
+        matches!(recorded, Err(StoreError::Unavailable(_))),
+        "{recorded:?}"
+    );
+    let late = stores
+        .records
+        .place(new_order("t", "late", BODY, TTL))
+        .await;
+    assert!(matches!(late, Err(StoreError::Unavailable(_))), "{late:?}");
+    assert!(stores.records.ping().await.is_err(), "unready");
+    // Back in place, the file shows the outcome was written nowhere.
+    std::fs::rename(dir.path().join("elsewhere.db"), &path).expect("move the file back");
+    let status = stores.outbox.delivery_status("t", order_id).await;
+    let status = status.expect("status").expect("a delivery");
+    assert_eq!((status.state.as_str(), status.attempts), ("pending", 0));
+    stores.records.close().await;
 }

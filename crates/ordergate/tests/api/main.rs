@@ -2,6 +2,8 @@
 //! fresh database for every test.
 
 #[macro_use]
+mod backends;
+#[macro_use]
 mod helpers;
 mod at_the_edge;
 mod bench_command;
@@ -18,13 +20,14 @@ mod lookups;
 mod multi_process;
 mod openapi;
 mod operations_guide;
+mod outbox_contract;
 mod pg;
 mod pg_tls;
 mod post_orders;
 mod probes_and_metrics;
 mod process;
 mod race;
+mod records_contract;
 mod retention;
-mod store_contract;
 mod tenants;
 mod unavailable;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ordergate::store::Store;
+use ordergate::store::RecordStore;
 use ordergate::store::postgres::PostgresStore;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ordergate::store::{
-    Backlog, DeliveryResult, DeliveryStatus, DynStore, NewOrder, PendingDelivery, Store, StoreError,
-};
+use ordergate::store::{DynRecords, NewOrder, RecordStore, StoreError};
 use ordergate_core::{LiveRecord, Placement, ScopedKey};
 use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
@@ -20,7 +18,7 @@ use crate::helpers::*;
 /// an order queued in a real store does: a request that gives up on it does not
 /// take it back.
 struct GatedStore {
-    inner: DynStore,
+    inner: DynRecords,
     entered: mpsc::UnboundedSender<()>,
     gate: Arc<Semaphore>,
     returned: mpsc::UnboundedSender<Result<Placement, String>>,
@@ -47,13 +45,13 @@ impl Gate {
     }
 }
 
-fn gated() -> (Gate, impl FnOnce(DynStore) -> DynStore) {
+fn gated() -> (Gate, impl FnOnce(DynRecords) -> DynRecords) {
     let (entered_tx, entered) = mpsc::unbounded_channel();
     let (returned_tx, returned) = mpsc::unbounded_channel();
     let gate = Arc::new(Semaphore::new(0));
     let wrap = {
         let gate = gate.clone();
-        move |inner| -> DynStore {
+        move |inner| -> DynRecords {
             Arc::new(GatedStore {
                 inner,
                 entered: entered_tx,
@@ -76,7 +74,7 @@ fn gated() -> (Gate, impl FnOnce(DynStore) -> DynStore) {
 struct DownStore;
 
 #[async_trait]
-impl Store for GatedStore {
+impl RecordStore for GatedStore {
     async fn live_record(&self, key: &ScopedKey) -> Result<Option<LiveRecord>, StoreError> {
         self.inner.live_record(key).await
     }
@@ -105,27 +103,6 @@ impl Store for GatedStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
-    async fn lease_deliveries(
-        &self,
-        limit: usize,
-        now_ms: i64,
-        until_ms: i64,
-    ) -> Result<Vec<PendingDelivery>, StoreError> {
-        self.inner.lease_deliveries(limit, now_ms, until_ms).await
-    }
-    async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> Result<(), StoreError> {
-        self.inner.record_deliveries(results).await
-    }
-    async fn delivery_status(
-        &self,
-        tenant: &str,
-        id: Uuid,
-    ) -> Result<Option<DeliveryStatus>, StoreError> {
-        self.inner.delivery_status(tenant, id).await
-    }
-    async fn delivery_backlog(&self) -> Result<Backlog, StoreError> {
-        self.inner.delivery_backlog().await
-    }
     async fn close(&self) {
         self.inner.close().await;
     }
@@ -136,7 +113,7 @@ fn down<T>() -> Result<T, StoreError> {
 }
 
 #[async_trait]
-impl Store for DownStore {
+impl RecordStore for DownStore {
     async fn live_record(&self, _: &ScopedKey) -> Result<Option<LiveRecord>, StoreError> {
         down()
     }
@@ -153,27 +130,6 @@ impl Store for DownStore {
         down()
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        down()
-    }
-    async fn lease_deliveries(
-        &self,
-        _: usize,
-        _: i64,
-        _: i64,
-    ) -> Result<Vec<PendingDelivery>, StoreError> {
-        down()
-    }
-    async fn record_deliveries(&self, _: Vec<DeliveryResult>) -> Result<(), StoreError> {
-        down()
-    }
-    async fn delivery_status(
-        &self,
-        _: &str,
-        _: Uuid,
-    ) -> Result<Option<DeliveryStatus>, StoreError> {
-        down()
-    }
-    async fn delivery_backlog(&self) -> Result<Backlog, StoreError> {
         down()
     }
     async fn close(&self) {}

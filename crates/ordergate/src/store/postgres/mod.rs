@@ -23,8 +23,8 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use super::{
-    Backlog, DeliveredBatch, DeliveryResult, DeliveryStatus, NewOrder, PendingDelivery, RecordRow,
-    Store, StoreError,
+    Backlog, DeliveredBatch, DeliveryResult, DeliveryStatus, NewOrder, Outbox, PendingDelivery,
+    RecordRow, RecordStore, StoreError,
 };
 
 /// Connections per gateway process.
@@ -142,7 +142,7 @@ pub(super) fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl RecordStore for PostgresStore {
     async fn live_record(&self, key: &ScopedKey) -> Result<Option<LiveRecord>, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(sql::LIVE_RECORD).await?;
@@ -180,7 +180,15 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn lease_deliveries(
+    async fn close(&self) {
+        self.placements.close().await;
+        self.pool.close();
+    }
+}
+
+#[async_trait]
+impl Outbox for PostgresStore {
+    async fn lease_due(
         &self,
         limit: usize,
         now_ms: i64,
@@ -263,10 +271,5 @@ impl Store for PostgresStore {
             pending: row.try_get(0)?,
             oldest_accepted_at_ms: row.try_get(1)?,
         })
-    }
-
-    async fn close(&self) {
-        self.placements.close().await;
-        self.pool.close();
     }
 }

@@ -11,6 +11,7 @@
 //! one still writes to it.
 
 mod checkpointer;
+mod leases;
 mod readers;
 mod sql;
 mod writer;
@@ -29,7 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    Backlog, DeliveryResult, DeliveryStatus, NewOrder, PendingDelivery, Store, StoreError,
+    Backlog, DeliveryResult, DeliveryStatus, NewOrder, Outbox, PendingDelivery, RecordStore,
+    StoreError,
 };
 use crate::clock::Clock;
 
@@ -63,6 +65,8 @@ pub struct SqliteStore {
     write_failed_at: writer::FailedAt,
     /// The file opened, to notice it deleted or replaced under the server.
     file: FileIdentity,
+    /// The outbox's leases (one process per file: they live here).
+    leases: leases::Leases,
     /// Taken by the first close.
     threads: Mutex<Option<Threads>>,
 }
@@ -132,6 +136,7 @@ impl SqliteStore {
             clock,
             write_failed_at,
             file,
+            leases: leases::Leases::default(),
             threads: Mutex::new(Some(Threads {
                 writer: writer_thread,
                 readers: reader_threads,
@@ -146,18 +151,6 @@ impl SqliteStore {
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.readers.read(work).await
-    }
-
-    /// Runs `work` in a transaction of its own on the writer thread.
-    async fn write<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = writer::Job::Run(Box::new(move |conn| {
-            let _ = reply.send(writer::in_transaction(conn, work));
-        }));
-        self.send(job, answer).await
     }
 
     async fn send<T>(
@@ -283,7 +276,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl RecordStore for SqliteStore {
     async fn live_record(&self, key: &ScopedKey) -> Result<Option<LiveRecord>, StoreError> {
         let (tenant, key) = (key.tenant.clone(), key.key.as_str().to_owned());
         let now_ms = self.clock.now_ms();
@@ -339,21 +332,48 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    /// One process per file means one deliverer, which sends a batch before it asks
-    /// for the next: the due rows are read, not leased (see [`sql::DUE_DELIVERIES`]).
-    async fn lease_deliveries(
+    async fn close(&self) {
+        let Some(threads) = lock(&self.threads).take() else {
+            return;
+        };
+        // A closed queue means the writer has ended already.
+        let _ = self.writer.send(writer::Job::Stop).await;
+        self.readers.stop().await;
+        if tokio::task::spawn_blocking(move || threads.join())
+            .await
+            .is_err()
+        {
+            tracing::error!("closing the SQLite store failed");
+        }
+    }
+}
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    /// The due rows are read, and leased in memory (see [`leases`]): no write.
+    async fn lease_due(
         &self,
         limit: usize,
         now_ms: i64,
-        _lease_until_ms: i64,
+        lease_until_ms: i64,
     ) -> Result<Vec<PendingDelivery>, StoreError> {
-        self.read(move |conn| sql::due_deliveries(conn, limit, now_ms))
-            .await
+        let rows = self.leases.rows_to_read(limit, now_ms);
+        let due = self
+            .read(move |conn| sql::due_deliveries(conn, rows, now_ms))
+            .await?;
+        Ok(self.leases.take(due, limit, now_ms, lease_until_ms))
     }
 
+    /// Written by the writer with the placements of its batch.
     async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> Result<(), StoreError> {
-        self.write(move |conn| sql::record_deliveries(conn, &results))
-            .await
+        let (reply, answer) = oneshot::channel();
+        let recorded = self
+            .send(writer::Job::Record(results.clone(), reply), answer)
+            .await;
+        if recorded.is_ok() {
+            self.leases.release(&results);
+        }
+        recorded
     }
 
     async fn delivery_status(
@@ -368,21 +388,6 @@ impl Store for SqliteStore {
 
     async fn delivery_backlog(&self) -> Result<Backlog, StoreError> {
         self.read(sql::delivery_backlog).await
-    }
-
-    async fn close(&self) {
-        let Some(threads) = lock(&self.threads).take() else {
-            return;
-        };
-        // A closed queue means the writer has ended already.
-        let _ = self.writer.send(writer::Job::Stop).await;
-        self.readers.stop().await;
-        if tokio::task::spawn_blocking(move || threads.join())
-            .await
-            .is_err()
-        {
-            tracing::error!("closing the SQLite store failed");
-        }
     }
 }
 

@@ -28,9 +28,9 @@ pub const INSERT_ORDER: &str = "
          delivery_state, delivery_due_ms)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?7)";
 
-/// Due deliveries. A SQLite file has one process and so one deliverer, which sends a
-/// batch before it looks for the next: reading is leasing enough, and a crash leaves
-/// the rows due for the next start. (Writing a lease cost a third write per order.)
+/// Due deliveries, leased or not: the store's leases are kept in memory (one process
+/// per file), so a crash leaves the rows due for the next start. (Writing a lease
+/// cost a third write per order.)
 pub const DUE_DELIVERIES: &str = "
     SELECT order_id, rowid, tenant, body, accepted_at_ms, delivery_attempts FROM orders
     WHERE delivery_state = 'pending' AND delivery_due_ms <= ?1

@@ -3,7 +3,9 @@
 //! SQLite has one writer at a time and a durable commit costs an fsync, so requests
 //! queue here and the thread commits everything that queued while the last fsync ran
 //! in one transaction. If the batch fails, each request is retried alone, so one
-//! failing request does not fail the others in its batch.
+//! failing request does not fail the others in its batch. Every write of the store
+//! comes here, delivery outcomes included: one file check and one failure record
+//! cover them all.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +19,7 @@ use super::{FileIdentity, sql};
 use crate::clock::Clock;
 use ordergate_core::Placement;
 
-use crate::store::{NewOrder, StoreError};
+use crate::store::{DeliveryResult, NewOrder, StoreError};
 
 /// When a commit last failed; shared with the store's readiness check.
 pub type FailedAt = Arc<Mutex<Option<Instant>>>;
@@ -32,15 +34,11 @@ pub enum Job {
     Purge(usize, Reply<usize>),
     /// A tiny write, to learn whether the disk takes writes again.
     Probe(Reply<usize>),
-    /// Work of its own transaction, run after the batch it came with (delivery
-    /// bookkeeping: rare next to placements).
-    Run(Work),
+    /// What came of sending leased deliveries.
+    Record(Vec<DeliveryResult>, Reply<()>),
     /// Take no more jobs: finish those queued, then end the thread.
     Stop,
 }
-
-/// Work that runs its own transaction on the writer's connection.
-pub type Work = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// Where a job's answer goes.
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -55,7 +53,7 @@ enum Count {
 struct Batch {
     places: Vec<(NewOrder, Reply<Placement>)>,
     counts: Vec<(Count, Reply<usize>)>,
-    runs: Vec<Work>,
+    records: Vec<(Vec<DeliveryResult>, Reply<()>)>,
     stop: bool,
 }
 
@@ -95,20 +93,16 @@ fn run(
                 Err(_) => break,
             }
         }
-        let mut batch = Batch::sort(jobs.drain(..));
+        let batch = Batch::sort(jobs.drain(..));
         if batch.stop {
             // Further sends fail at once; what is queued still runs below and after.
             rx.close();
         }
         // One stat a batch: a commit into a deleted or replaced file would be lost.
-        let runs = std::mem::take(&mut batch.runs);
         let committed = match file.check() {
             Ok(()) => commit_batch(&mut conn, clock.now_ms(), batch),
             Err(e) => batch.refuse(&e),
         };
-        for work in runs {
-            work(&mut conn);
-        }
         if !committed {
             // A full disk, say: the store is unready until a probe write succeeds.
             *failed_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
@@ -124,7 +118,7 @@ impl Batch {
         let mut batch = Self {
             places: Vec::with_capacity(jobs.len()),
             counts: Vec::new(),
-            runs: Vec::new(),
+            records: Vec::new(),
             stop: false,
         };
         for job in jobs {
@@ -135,7 +129,7 @@ impl Batch {
                 Job::Place(new, reply) => batch.places.push((new, reply)),
                 Job::Purge(limit, reply) => batch.counts.push((Count::Purge(limit), reply)),
                 Job::Probe(reply) => batch.counts.push((Count::Probe, reply)),
-                Job::Run(work) => batch.runs.push(work),
+                Job::Record(results, reply) => batch.records.push((results, reply)),
                 Job::Stop => batch.stop = true,
             }
         }
@@ -154,6 +148,9 @@ impl Batch {
         for (_, reply) in self.counts {
             let _ = reply.send(Err(failure()));
         }
+        for (_, reply) in self.records {
+            let _ = reply.send(Err(failure()));
+        }
         false
     }
 }
@@ -165,7 +162,7 @@ impl Batch {
 /// transaction rolls back and each job is retried in a transaction of its own, so a
 /// failing job still fails alone.
 fn commit_batch(conn: &mut Connection, now_ms: i64, batch: Batch) -> bool {
-    if batch.places.is_empty() && batch.counts.is_empty() {
+    if batch.places.is_empty() && batch.counts.is_empty() && batch.records.is_empty() {
         return true;
     }
     let ran = in_transaction(conn, |tx| {
@@ -179,16 +176,22 @@ fn commit_batch(conn: &mut Connection, now_ms: i64, batch: Batch) -> bool {
             .iter()
             .map(|(count, _)| run_count(tx, count, now_ms))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((placed, counted))
+        let recorded = batch
+            .records
+            .iter()
+            .map(|(results, _)| sql::record_deliveries(tx, results))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((placed, counted, recorded))
     });
     match ran {
-        Ok((placed, counted)) => {
+        Ok((placed, counted, recorded)) => {
             answer_all(batch.places, placed);
             answer_all(batch.counts, counted);
+            answer_all(batch.records, recorded);
             true
         }
         Err(e) => {
-            let jobs = batch.places.len() + batch.counts.len();
+            let jobs = batch.places.len() + batch.counts.len() + batch.records.len();
             tracing::warn!(error = %e, jobs, "group commit failed; committing one by one");
             let mut committed = true;
             for (new, reply) in batch.places {
@@ -199,13 +202,17 @@ fn commit_batch(conn: &mut Connection, now_ms: i64, batch: Batch) -> bool {
                 let result = in_transaction(conn, |tx| run_count(tx, &count, now_ms));
                 committed &= answer_alone(reply, result);
             }
+            for (results, reply) in batch.records {
+                let result = in_transaction(conn, |tx| sql::record_deliveries(tx, &results));
+                committed &= answer_alone(reply, result);
+            }
             committed
         }
     }
 }
 
 /// Runs `work` in one transaction and commits it; on any error nothing is kept.
-pub fn in_transaction<T>(
+fn in_transaction<T>(
     conn: &mut Connection,
     work: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {

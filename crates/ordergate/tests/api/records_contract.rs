@@ -1,121 +1,13 @@
-//! The store contract: what every backend must do, run against each backend.
+//! The records contract: what every backend's [`RecordStore`] must do, on each backend.
+//!
+//! [`RecordStore`]: ordergate::store::RecordStore
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use ordergate::clock::ManualClock;
-use ordergate::store::postgres::PostgresStore;
-use ordergate::store::sqlite::SqliteStore;
-use ordergate::store::{DynStore, Lease, NewOrder, StoreError};
-use ordergate_core::{IdempotencyKey, Order, Payload, Placement, ScopedKey, StoredResponse};
-use uuid::Uuid;
+use ordergate::store::{NewOrder, StoreError};
+use ordergate_core::{Placement, ScopedKey};
 
-use crate::pg::TestDb;
-
-pub const TTL: Duration = Duration::from_secs(60);
-
-pub fn new_order(tenant: &str, key: &str, body: &str, ttl: Duration) -> NewOrder {
-    let payload = Payload::from_body(body.as_bytes());
-    let order = Order {
-        order_id: Uuid::now_v7(),
-        request: payload.order_request().expect("valid order"),
-        accepted_at_ms: 1_700_000_000_000,
-        idempotency_key: IdempotencyKey::parse(key.as_bytes()).expect("key"),
-    };
-    NewOrder {
-        tenant: tenant.into(),
-        response: StoredResponse {
-            status: 201,
-            location: order.location(),
-            body: order.to_json(),
-        },
-        order,
-        fingerprint: payload.fingerprint().expect("fingerprint"),
-        result_ttl: ttl,
-        lease: Lease::default(),
-        deliver: false,
-    }
-}
-
-fn scoped(tenant: &str, k: &str) -> ScopedKey {
-    ScopedKey::new(tenant, IdempotencyKey::parse(k.as_bytes()).expect("key"))
-}
-
-pub const BODY: &str = r#"{"symbol":"AAPL","side":"buy","quantity":1}"#;
-
-/// A backend under test, and a way to let time pass for its records.
-pub struct Backend {
-    pub store: DynStore,
-    clock: ManualClock,
-    pg: Option<TestDb>,
-    _dir: Option<tempfile::TempDir>,
-    /// The SQLite file, when the backend is SQLite.
-    path: Option<std::path::PathBuf>,
-}
-
-impl Backend {
-    /// The same database opened again, as a restarted gateway opens it (after
-    /// `close`, which releases the SQLite file).
-    async fn reopen(&self) -> DynStore {
-        match (&self.path, &self.pg) {
-            (Some(path), _) => {
-                let clock = Arc::new(self.clock.clone());
-                Arc::new(SqliteStore::open(path, clock).expect("reopen"))
-            }
-            (None, Some(pg)) => Arc::new(
-                PostgresStore::open(&pg.url, Duration::from_secs(30))
-                    .await
-                    .expect("reopen"),
-            ),
-            (None, None) => panic!("a backend without a database"),
-        }
-    }
-
-    /// Ages every idempotency record by `ms`: SQLite's clock is the test's; for
-    /// PostgreSQL, whose clock is `now()`, the records' expiry moves back instead.
-    async fn age(&self, ms: i64) {
-        self.clock.advance_ms(ms);
-        if let Some(pg) = &self.pg {
-            pg.client()
-                .await
-                .execute(
-                    "UPDATE idempotency_keys \
-                     SET expires_at = expires_at - $1::bigint * interval '1 millisecond'",
-                    &[&ms],
-                )
-                .await
-                .expect("age records");
-        }
-    }
-}
-
-pub async fn sqlite() -> Backend {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let clock = ManualClock::starting_at(1_700_000_000_000);
-    let path = dir.path().join("s.db");
-    let store = SqliteStore::open(&path, Arc::new(clock.clone())).expect("open");
-    Backend {
-        store: Arc::new(store),
-        clock,
-        pg: None,
-        _dir: Some(dir),
-        path: Some(path),
-    }
-}
-
-pub async fn postgres() -> Backend {
-    let pg = TestDb::create().await;
-    let store = PostgresStore::open(&pg.url, Duration::from_secs(30))
-        .await
-        .expect("open");
-    Backend {
-        store: Arc::new(store),
-        clock: ManualClock::default(),
-        pg: Some(pg),
-        _dir: None,
-        path: None,
-    }
-}
+use crate::backends::{BODY, Backend, TTL, new_order, scoped};
 
 pub async fn a_placed_order_is_finished_and_readable(b: Backend) {
     let new = new_order("t", "k", BODY, TTL);
@@ -324,25 +216,7 @@ pub async fn a_closed_store_finishes_what_it_took_and_takes_nothing_more(b: Back
     reopened.close().await;
 }
 
-/// Runs each listed case once per backend, as `sqlite::CASE` and `postgres::CASE`.
-macro_rules! store_contract {
-    ($($case:ident),* $(,)?) => {
-        store_contract!(@backend sqlite: $($case),*);
-        store_contract!(@backend postgres: $($case),*);
-    };
-    (@backend $backend:ident: $($case:ident),*) => {
-        mod $backend {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(super::$backend().await).await;
-                }
-            )*
-        }
-    };
-}
-
-store_contract!(
+each_backend!(
     a_placed_order_is_finished_and_readable,
     a_second_placement_of_a_live_key_returns_the_first,
     an_abandoned_order_is_not_placed,
