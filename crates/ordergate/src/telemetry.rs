@@ -85,7 +85,6 @@ pub struct Metrics {
     store_errors: Family<Kind, Counter>,
     in_flight_waits: Counter,
     delivery_attempts: Family<Result_, Counter>,
-    deliveries_failed: Counter,
     deliveries_pending: Gauge,
     delivery_lag: Gauge<f64, AtomicU64>,
 }
@@ -94,6 +93,9 @@ pub struct Metrics {
 struct Result_ {
     result: &'static str,
 }
+
+/// The `result` labels of `delivery_attempts`.
+const DELIVERY_RESULTS: [&str; 3] = ["delivered", "retry", "failed"];
 
 fn latency_histogram() -> Histogram {
     // 100 µs to ~1.6 s.
@@ -112,18 +114,16 @@ impl Default for Metrics {
         }
         let in_flight_waits = Counter::default();
         let delivery_attempts = Family::<Result_, Counter>::default();
-        let deliveries_failed = Counter::default();
+        // Every result from the start, so that an alert on `failed` sees it rise from 0.
+        for result in DELIVERY_RESULTS {
+            let _ = delivery_attempts.get_or_create(&Result_ { result });
+        }
         let deliveries_pending = Gauge::default();
         let delivery_lag = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "delivery_attempts",
             "Delivery attempts by result: delivered, retry, failed",
             delivery_attempts.clone(),
-        );
-        registry.register(
-            "deliveries_failed",
-            "Deliveries given up after --deliver-max-age",
-            deliveries_failed.clone(),
         );
         registry.register(
             "deliveries_pending",
@@ -162,7 +162,6 @@ impl Default for Metrics {
             store_errors,
             in_flight_waits,
             delivery_attempts,
-            deliveries_failed,
             deliveries_pending,
             delivery_lag,
         }
@@ -187,9 +186,6 @@ impl Metrics {
         self.delivery_attempts
             .get_or_create(&Result_ { result })
             .inc();
-        if result == "failed" {
-            self.deliveries_failed.inc();
-        }
     }
 
     /// The pending deliveries and the age of the oldest, in milliseconds.

@@ -272,7 +272,7 @@ async fn a_delivery_that_never_succeeds_fails_after_its_max_age(db: Db) {
     );
     let metrics = app.get("/metrics").await.text().await.expect("metrics");
     assert!(
-        metrics.contains("ordergate_deliveries_failed_total 1"),
+        metrics.contains("ordergate_delivery_attempts_total{result=\"failed\"} 1"),
         "{metrics}"
     );
     app.stop().await;
