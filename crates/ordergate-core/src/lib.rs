@@ -46,8 +46,8 @@ pub use key::{IdempotencyKey, KeyError, ScopedKey};
 pub use order::{InvalidOrder, Order, OrderRequest};
 pub use problem::{ErrorCode, Problem};
 pub use protocol::{
-    Fingerprint, FinishedRecord, LiveRecord, Outcome, Payload, Placement, RETRY_AFTER_SECONDS,
-    RetryVerdict, StoredResponse,
+    CorruptRecord, Fingerprint, FinishedRecord, LiveRecord, Outcome, Payload, Placement,
+    RETRY_AFTER_SECONDS, RecordRow, RetryVerdict, StoredResponse,
 };
 pub use refusal::Refusal;
 pub use submission::{

@@ -104,6 +104,58 @@ pub struct FinishedRecord {
     pub response: StoredResponse,
 }
 
+/// A stored record's columns, as every store keeps them, before they are checked.
+#[derive(Debug)]
+pub struct RecordRow {
+    pub fingerprint: Vec<u8>,
+    pub status: i64,
+    pub location: String,
+    pub body: Vec<u8>,
+    /// Milliseconds left by the store's clock; live if above 0.
+    pub ms_left: i64,
+}
+
+/// Stored columns that break a rule every store relies on: a bug, or a tampered row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.what())]
+pub enum CorruptRecord {
+    Fingerprint,
+    Status,
+}
+
+impl CorruptRecord {
+    /// The rule broken, for the log.
+    pub const fn what(self) -> &'static str {
+        match self {
+            Self::Fingerprint => "a stored fingerprint is not 32 bytes",
+            Self::Status => "a stored status is not an HTTP status",
+        }
+    }
+}
+
+impl RecordRow {
+    /// The live record these columns hold.
+    pub fn into_live(self) -> Result<LiveRecord, CorruptRecord> {
+        let fingerprint = <[u8; 32]>::try_from(self.fingerprint.as_slice())
+            .map_err(|_| CorruptRecord::Fingerprint)?;
+        let status = u16::try_from(self.status)
+            .ok()
+            .filter(|s| (100..=599).contains(s))
+            .ok_or(CorruptRecord::Status)?;
+        Ok(LiveRecord {
+            record: FinishedRecord {
+                fingerprint: Fingerprint(fingerprint),
+                response: StoredResponse {
+                    status,
+                    location: self.location,
+                    body: self.body,
+                },
+            },
+            ms_left: self.ms_left,
+        })
+    }
+}
+
 /// A finished record that has not expired, and how long it has left by the store's
 /// clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +252,31 @@ mod tests {
         );
         assert_eq!(Fingerprint::from_hex("zz"), None);
         assert_eq!(Fingerprint::from_hex(&"g".repeat(64)), None);
+    }
+
+    fn row(fingerprint: Vec<u8>, status: i64) -> RecordRow {
+        RecordRow {
+            fingerprint,
+            status,
+            location: "/orders/x".into(),
+            body: b"{}".to_vec(),
+            ms_left: 5,
+        }
+    }
+
+    #[test]
+    fn a_stored_row_is_a_live_record_only_if_its_columns_keep_the_rules() {
+        let live = row(vec![7; 32], 201).into_live().expect("a good row");
+        assert_eq!(live.record.fingerprint, Fingerprint([7; 32]));
+        assert_eq!((live.record.response.status, live.ms_left), (201, 5));
+        for short in [vec![], vec![7; 31], vec![7; 33]] {
+            let corrupt = row(short, 201).into_live();
+            assert_eq!(corrupt, Err(CorruptRecord::Fingerprint));
+        }
+        for status in [-201, 0, 99, 600, 65_536 + 201, i64::MAX] {
+            let corrupt = row(vec![7; 32], status).into_live();
+            assert_eq!(corrupt, Err(CorruptRecord::Status), "{status}");
+        }
     }
 
     #[test]

@@ -15,6 +15,12 @@ const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// How long a key's record lives after acceptance: 1s to 365d.
+/// A duration in whole milliseconds, as clocks and stored expiries count them
+/// (saturating: every bounded setting fits).
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 pub fn result_ttl(s: &str) -> Result<Duration, String> {
     duration_within(s, (SECOND, "1s"), (DAY * 365, "365d"))
 }

@@ -42,6 +42,16 @@ pub struct Limits {
     pub lease_ttl_ms: i64,
 }
 
+impl Limits {
+    /// The limits of the settings `--result-ttl` and `--lease-ttl`.
+    pub fn new(result_ttl: std::time::Duration, lease_ttl: std::time::Duration) -> Self {
+        Self {
+            result_ttl_ms: crate::settings::millis(result_ttl),
+            lease_ttl_ms: crate::settings::millis(lease_ttl),
+        }
+    }
+}
+
 /// What the driver does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {

@@ -124,10 +124,7 @@ fn parse(raw: &[Option<String>]) -> Result<Config, ConfigError> {
     let legacy_tenant = legacy_tenant(value(6), value(9).is_some())?;
     Ok(Config {
         access,
-        limits: Limits {
-            result_ttl_ms: millis(result_ttl),
-            lease_ttl_ms: millis(lease_ttl),
-        },
+        limits: Limits::new(result_ttl, lease_ttl),
         max_body,
         layout,
         legacy_tenant,
@@ -149,8 +146,4 @@ fn legacy_tenant(tenant: Option<String>, bound: bool) -> Result<Option<String>, 
              set: whose keys the old worker answered is unknown"
         )),
     }
-}
-
-fn millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

@@ -2,9 +2,7 @@
 //! purge. Synchronous, like the SQL API itself: nothing here awaits, so nothing
 //! else runs in the object between a read and the write that depends on it.
 
-use ordergate_core::{
-    Fingerprint, FinishedRecord, LiveRecord, OrderToPlace, Placement, StoredResponse,
-};
+use ordergate_core::{FinishedRecord, LiveRecord, OrderToPlace, Placement, RecordRow};
 use worker::{SqlStorage, SqlStorageValue, State};
 
 use crate::platform::atomically;
@@ -94,21 +92,16 @@ impl Tables {
             return Ok(None);
         };
         let [fingerprint, status, location, body, expires_ms] = columns(row)?;
-        let fingerprint: [u8; 32] = blob(fingerprint)?
-            .try_into()
-            .map_err(|_| worker::Error::from("a stored fingerprint is not 32 bytes"))?;
-        Ok(Some(LiveRecord {
-            record: FinishedRecord {
-                fingerprint: Fingerprint(fingerprint),
-                response: StoredResponse {
-                    status: u16::try_from(integer(status)?)
-                        .map_err(|_| worker::Error::from("a stored status is not a status"))?,
-                    location: text(location)?,
-                    body: blob(body)?,
-                },
-            },
-            ms_left: integer(expires_ms)? - now_ms,
-        }))
+        let row = RecordRow {
+            fingerprint: blob(fingerprint)?,
+            status: integer(status)?,
+            location: text(location)?,
+            body: blob(body)?,
+            ms_left: integer(expires_ms)?.saturating_sub(now_ms),
+        };
+        row.into_live()
+            .map(Some)
+            .map_err(|corrupt| worker::Error::from(corrupt.what()))
     }
 
     /// Claim, order and answer in one transaction, unless the key has a live record

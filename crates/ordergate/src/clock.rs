@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ordergate_core::settings::millis;
 
 /// Milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + 'static {
@@ -19,11 +21,6 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map_or(0, millis)
     }
-}
-
-/// A duration in whole milliseconds, as clock readings and stored expiries count them.
-pub fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A clock that moves only when told to; for tests.

@@ -19,7 +19,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::clock::{Clock, millis};
+use crate::clock::Clock;
 use crate::inflight::{Claim, InFlight, Release};
 use crate::store::{Lease, NewOrder, StoreError, Stores};
 use crate::telemetry::{Metrics, log_store_error};
@@ -71,10 +71,7 @@ impl Gateway {
     /// failure is logged here and answered as `Unavailable`: the caller cannot know
     /// whether the order exists.
     pub async fn submit(&self, tenant: String, key: IdempotencyKey, body: Bytes) -> Outcome {
-        let limits = Limits {
-            result_ttl_ms: millis(self.settings.result_ttl),
-            lease_ttl_ms: millis(self.settings.lease_ttl),
-        };
+        let limits = Limits::new(self.settings.result_ttl, self.settings.lease_ttl);
         let key = ScopedKey::new(tenant, key);
         let mut submission = Submission::new(key, body, self.clock.now_ms(), limits);
         // Most retries are answered by the cache: on this task, with no spawn.

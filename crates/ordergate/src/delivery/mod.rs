@@ -101,7 +101,7 @@ impl Deliverer {
             sink,
             clock,
             metrics,
-            max_age_ms: crate::clock::millis(max_age),
+            max_age_ms: ordergate_core::settings::millis(max_age),
             stop: stop.clone(),
         };
         Self {

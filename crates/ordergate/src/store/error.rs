@@ -20,6 +20,12 @@ pub enum StoreError {
     Closed,
 }
 
+impl From<ordergate_core::CorruptRecord> for StoreError {
+    fn from(corrupt: ordergate_core::CorruptRecord) -> Self {
+        Self::Invariant(corrupt.what())
+    }
+}
+
 impl StoreError {
     /// Every [`StoreError::kind`], so that each series exists from the start.
     pub const KINDS: [&'static str; 4] = ["unavailable", "lease_expired", "invariant", "closed"];

@@ -18,7 +18,7 @@ pub use error::{Cause, StoreError};
 pub use outbox::{
     Backlog, DeliveredBatch, DeliveryResult, DeliveryStatus, DynOutbox, Outbox, PendingDelivery,
 };
-pub use records::{DynRecords, Lease, NewOrder, RecordRow, RecordStore};
+pub use records::{DynRecords, Lease, NewOrder, RecordStore};
 
 /// One backend's two halves, sharing its database. Close it through the records
 /// half once the deliverer has stopped.

@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ordergate_core::{
-    Fingerprint, FinishedRecord, LiveRecord, Order, Placement, ScopedKey, StoredResponse,
-};
+use ordergate_core::{Fingerprint, LiveRecord, Order, Placement, ScopedKey, StoredResponse};
 use uuid::Uuid;
 
 use super::StoreError;
@@ -30,44 +28,12 @@ pub struct NewOrder {
 impl NewOrder {
     /// The record's lifetime in milliseconds, as both backends store it.
     pub fn result_ttl_ms(&self) -> i64 {
-        crate::clock::millis(self.result_ttl)
+        ordergate_core::settings::millis(self.result_ttl)
     }
 
     /// The quantity as a SQL integer (validation caps it at 2^53 - 1).
     pub fn quantity_i64(&self) -> i64 {
         i64::try_from(self.order.request.quantity.get()).unwrap_or(i64::MAX)
-    }
-}
-
-/// A finished record's columns as both backends store them, before they are checked.
-#[derive(Debug)]
-pub struct RecordRow {
-    pub fingerprint: Vec<u8>,
-    pub status: i64,
-    pub location: String,
-    pub body: Vec<u8>,
-    /// Milliseconds left by the store's clock; live if above 0.
-    pub ms_left: i64,
-}
-
-impl RecordRow {
-    /// The live record these columns hold.
-    pub fn into_live(self) -> Result<LiveRecord, StoreError> {
-        let fingerprint = <[u8; 32]>::try_from(self.fingerprint.as_slice())
-            .map_err(|_| StoreError::Invariant("a stored fingerprint is not 32 bytes"))?;
-        let status = u16::try_from(self.status)
-            .map_err(|_| StoreError::Invariant("a stored status is out of range"))?;
-        Ok(LiveRecord {
-            record: FinishedRecord {
-                fingerprint: Fingerprint(fingerprint),
-                response: StoredResponse {
-                    status,
-                    location: self.location,
-                    body: self.body,
-                },
-            },
-            ms_left: self.ms_left,
-        })
     }
 }
 

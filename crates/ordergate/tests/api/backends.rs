@@ -71,6 +71,20 @@ impl Backend {
         }
     }
 
+    /// Runs `sql` on the database straight, as a tampering hand or a bug would.
+    pub async fn tamper(&self, sql: &str) {
+        match (&self.path, &self.pg) {
+            (Some(path), _) => {
+                let conn = rusqlite::Connection::open(path).expect("open");
+                conn.execute_batch(sql).expect("tamper");
+            }
+            (None, Some(pg)) => {
+                pg.client().await.batch_execute(sql).await.expect("tamper");
+            }
+            (None, None) => panic!("a backend without a database"),
+        }
+    }
+
     /// Ages every idempotency record by `ms`: SQLite's clock is the test's; for
     /// PostgreSQL, whose clock is `now()`, the records' expiry moves back instead.
     pub async fn age(&self, ms: i64) {

@@ -180,6 +180,16 @@ pub async fn a_failing_placement_fails_alone_and_leaves_no_claim(b: Backend) {
     }
 }
 
+pub async fn a_corrupt_stored_record_is_a_broken_invariant_not_an_answer(b: Backend) {
+    let placed = b.store.place(new_order("t", "bent", BODY, TTL)).await;
+    assert!(matches!(placed, Ok(Placement::Placed)), "{placed:?}");
+    b.tamper("UPDATE idempotency_keys SET status = 7").await;
+    let read = b.store.live_record(&scoped("t", "bent")).await;
+    assert!(matches!(read, Err(StoreError::Invariant(_))), "{read:?}");
+    let again = b.store.place(new_order("t", "bent", BODY, TTL)).await;
+    assert!(matches!(again, Err(StoreError::Invariant(_))), "{again:?}");
+}
+
 pub async fn ping_answers(b: Backend) {
     b.store.ping().await.expect("ping");
 }
@@ -223,6 +233,7 @@ each_backend!(
     an_expired_record_is_gone_before_the_purge_and_the_key_is_new_again,
     the_purge_deletes_only_expired_records,
     a_failing_placement_fails_alone_and_leaves_no_claim,
+    a_corrupt_stored_record_is_a_broken_invariant_not_an_answer,
     ping_answers,
     a_closed_store_finishes_what_it_took_and_takes_nothing_more,
 );

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::{
     Backlog, DeliveredBatch, DeliveryResult, DeliveryStatus, NewOrder, Outbox, PendingDelivery,
-    RecordRow, RecordStore, StoreError,
+    RecordStore, StoreError,
 };
 
 /// Connections per gateway process.
@@ -127,14 +127,14 @@ impl PostgresStore {
 /// location, body, milliseconds left.
 pub(super) fn live_record_from_row(row: &Row, from: usize) -> Result<LiveRecord, StoreError> {
     let status: i32 = row.try_get(from + 1)?;
-    RecordRow {
+    Ok(ordergate_core::RecordRow {
         fingerprint: row.try_get(from)?,
         status: i64::from(status),
         location: row.try_get(from + 2)?,
         body: row.try_get(from + 3)?,
         ms_left: row.try_get(from + 4)?,
     }
-    .into_live()
+    .into_live()?)
 }
 
 pub(super) fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {

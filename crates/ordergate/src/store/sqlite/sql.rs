@@ -1,13 +1,12 @@
 //! The statements of the SQLite backend, and the row mapping they share.
 
-use ordergate_core::LiveRecord;
+use ordergate_core::{LiveRecord, RecordRow};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use uuid::Uuid;
 
 use crate::store::{
-    Backlog, DeliveredBatch, DeliveryResult, DeliveryStatus, NewOrder, PendingDelivery, RecordRow,
-    StoreError,
+    Backlog, DeliveredBatch, DeliveryResult, DeliveryStatus, NewOrder, PendingDelivery, StoreError,
 };
 
 /// Takes the key unless it has a live record; an expired record is taken over.
@@ -93,7 +92,7 @@ pub fn live_record(
     let row = stmt
         .query_row(params![tenant, key, now_ms], record_row)
         .optional()?;
-    row.map(RecordRow::into_live).transpose()
+    Ok(row.map(RecordRow::into_live).transpose()?)
 }
 
 fn record_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
