@@ -17,11 +17,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::auth::Auth;
-use crate::cli::{DatabaseUrl, ServeArgs};
+use crate::cli::ServeArgs;
 use crate::clock::{Clock, SystemClock};
 use crate::delivery::Deliverer;
 use crate::gateway::{Gateway, Settings};
 use crate::http::{AppState, app};
+use crate::store::DatabaseUrl;
 use crate::store::Stores;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;

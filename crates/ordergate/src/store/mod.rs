@@ -6,6 +6,7 @@
 //! is driven by [`crate::gateway`]. Every backend must make the claim of a key, the
 //! order, its stored response and its pending delivery one atomic, durable commit.
 
+mod database_url;
 mod error;
 mod outbox;
 pub mod postgres;
@@ -14,6 +15,7 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
+pub use database_url::DatabaseUrl;
 pub use error::{Cause, StoreError};
 pub use outbox::{
     Backlog, DeliveredBatch, DeliveryResult, DeliveryStatus, DynOutbox, Outbox, PendingDelivery,
