@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::store::{DeliveryResult, DynOutbox, PendingDelivery};
+use crate::store::{DeliveryResult, DynOutbox, PendingDelivery, StoreError};
 use crate::telemetry::{Metrics, log_store_error};
 
 pub use nats::JetStream;
@@ -81,32 +81,18 @@ pub fn sink_for(target: &Target, key: Option<&WebhookKey>) -> anyhow::Result<Arc
     })
 }
 
-/// The background deliverer of one gateway.
+/// The background deliverer of one gateway: a [`Dispatcher`] run on a task.
 pub struct Deliverer {
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl Deliverer {
-    pub fn spawn(
-        outbox: DynOutbox,
-        sink: Arc<dyn Sink>,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
-        max_age: Duration,
-    ) -> Self {
-        let stop = CancellationToken::new();
-        let work = Work {
-            outbox,
-            sink,
-            clock,
-            metrics,
-            max_age_ms: ordergate_core::settings::millis(max_age),
-            stop: stop.clone(),
-        };
+    /// Runs the dispatcher's passes on a task until [`Deliverer::stop`].
+    pub fn spawn(dispatcher: Dispatcher) -> Self {
         Self {
-            stop,
-            task: tokio::spawn(work.run()),
+            stop: dispatcher.stop.clone(),
+            task: tokio::spawn(dispatcher.run()),
         }
     }
 
@@ -120,7 +106,9 @@ impl Deliverer {
     }
 }
 
-struct Work {
+/// One gateway's delivery work, a pass at a time: lease what is due, send it, record
+/// what came of it. The [`Deliverer`] loops over it; a test steps it on its own clock.
+pub struct Dispatcher {
     outbox: DynOutbox,
     sink: Arc<dyn Sink>,
     clock: Arc<dyn Clock>,
@@ -129,7 +117,23 @@ struct Work {
     stop: CancellationToken,
 }
 
-impl Work {
+impl Dispatcher {
+    pub fn new(
+        outbox: DynOutbox,
+        sink: Arc<dyn Sink>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        max_age: Duration,
+    ) -> Self {
+        Self {
+            outbox,
+            sink,
+            clock,
+            metrics,
+            max_age_ms: ordergate_core::settings::millis(max_age),
+            stop: CancellationToken::new(),
+        }
+    }
     async fn run(self) {
         let mut backlog_at = tokio::time::Instant::now();
         while !self.stop.is_cancelled() {
@@ -140,7 +144,7 @@ impl Work {
             let pause = match self.pass().await {
                 Ok(sent) if sent == BATCH => continue,
                 Ok(_) => IDLE_PAUSE,
-                Err(()) => STORE_FAILURE_PAUSE,
+                Err(_) => STORE_FAILURE_PAUSE,
             };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
@@ -149,14 +153,15 @@ impl Work {
         }
     }
 
-    /// Leases, sends and records one batch; how many were sent.
-    async fn pass(&self) -> Result<usize, ()> {
+    /// Leases, sends and records one batch; how many were sent. A store failure is
+    /// logged and counted here.
+    pub async fn pass(&self) -> Result<usize, StoreError> {
         let now_ms = self.clock.now_ms();
         let leased = self
             .outbox
             .lease_due(BATCH, now_ms, now_ms.saturating_add(LEASE_MS))
             .await
-            .map_err(|e| self.store_failed(&e, "leasing deliveries"))?;
+            .inspect_err(|e| self.store_failed(e, "leasing deliveries"))?;
         if leased.is_empty() {
             return Ok(0);
         }
@@ -177,7 +182,7 @@ impl Work {
         self.outbox
             .record_deliveries(results)
             .await
-            .map_err(|e| self.store_failed(&e, "recording deliveries"))?;
+            .inspect_err(|e| self.store_failed(e, "recording deliveries"))?;
         Ok(leased.len())
     }
 
@@ -241,7 +246,7 @@ impl Work {
         }
     }
 
-    fn store_failed(&self, e: &crate::store::StoreError, doing: &str) {
+    fn store_failed(&self, e: &StoreError, doing: &str) {
         self.metrics.store_error(e.kind());
         log_store_error(e, doing);
     }

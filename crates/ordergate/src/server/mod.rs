@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use crate::auth::Auth;
 use crate::cli::ServeArgs;
 use crate::clock::{Clock, SystemClock};
-use crate::delivery::Deliverer;
+use crate::delivery::{Deliverer, Dispatcher};
 use crate::gateway::{Gateway, Settings};
 use crate::http::{AppState, app};
 use crate::store::DatabaseUrl;
@@ -90,13 +90,13 @@ pub async fn serve_store(
         Some(url) => {
             let sink = crate::delivery::sink_for(url, args.deliver_secret.as_ref())?;
             tracing::info!(sink = ?url, "delivering accepted orders");
-            Some(Deliverer::spawn(
+            Some(Deliverer::spawn(Dispatcher::new(
                 stores.outbox.clone(),
                 sink,
                 clock.clone(),
                 metrics.clone(),
                 args.deliver_max_age,
-            ))
+            )))
         }
         None => None,
     };

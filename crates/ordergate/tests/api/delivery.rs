@@ -186,37 +186,6 @@ async fn a_webhook_gets_every_order_once_signed_and_the_state_says_delivered(db:
     app.stop().await;
 }
 
-async fn a_failing_webhook_is_retried_with_backoff_until_it_takes_the_order(db: Db) {
-    let (addr, received) = receiver(3).await;
-    let app = delivering_to(db, addr).await;
-    let ids = place(&app, "retry", 1).await;
-    until("delivered after the failures", || {
-        received.orders().len() == 1
-    })
-    .await;
-    assert_eq!(
-        received.requests.load(Ordering::SeqCst),
-        4,
-        "three 500s, then the 204"
-    );
-    let delivery = settled(&app, &ids[0]).await;
-    assert_eq!(delivery["state"], "delivered", "{delivery}");
-    assert_eq!(
-        delivery["attempts"], 4,
-        "every attempt is counted: {delivery}"
-    );
-    let metrics = app.get("/metrics").await.text().await.expect("metrics");
-    assert!(
-        metrics.contains(r#"ordergate_delivery_attempts_total{result="retry"} 3"#),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(r#"ordergate_delivery_attempts_total{result="delivered"} 1"#),
-        "{metrics}"
-    );
-    app.stop().await;
-}
-
 /// A receiver slower than the 15 s limit: the attempt times out and is retried; a
 /// slow one within the limit is simply delivered.
 async fn a_webhook_that_times_out_is_retried_and_a_slow_one_is_waited_for(db: Db) {
@@ -243,37 +212,6 @@ async fn a_webhook_that_times_out_is_retried_and_a_slow_one_is_waited_for(db: Db
     assert_eq!(
         (delivery["state"].as_str(), delivery["attempts"].as_i64()),
         (Some("delivered"), Some(1))
-    );
-    app.stop().await;
-}
-
-async fn a_delivery_that_never_succeeds_fails_after_its_max_age(db: Db) {
-    // Nothing listens on port 1.
-    let app = spawn_app_with(
-        db,
-        &[
-            "--deliver",
-            "http://127.0.0.1:1/hook",
-            "--deliver-secret",
-            SECRET,
-            "--deliver-max-age",
-            "1s",
-        ],
-    )
-    .await;
-    let ids = place(&app, "doomed", 1).await;
-    let delivery = settled(&app, &ids[0]).await;
-    assert_eq!(delivery["state"], "failed", "{delivery}");
-    assert!(
-        delivery["lastError"]
-            .as_str()
-            .is_some_and(|e| !e.is_empty()),
-        "{delivery}"
-    );
-    let metrics = app.get("/metrics").await.text().await.expect("metrics");
-    assert!(
-        metrics.contains("ordergate_delivery_attempts_total{result=\"failed\"} 1"),
-        "{metrics}"
     );
     app.stop().await;
 }
@@ -422,8 +360,6 @@ async fn orders_taken_while_jetstream_is_down_are_delivered_when_it_is_back(db: 
 
 on_each_backend!(
     a_webhook_gets_every_order_once_signed_and_the_state_says_delivered,
-    a_failing_webhook_is_retried_with_backoff_until_it_takes_the_order,
-    a_delivery_that_never_succeeds_fails_after_its_max_age,
     a_webhook_that_times_out_is_retried_and_a_slow_one_is_waited_for,
     without_deliver_nothing_is_recorded_and_the_delivery_is_404,
     jetstream_gets_exactly_one_message_per_order,
@@ -642,4 +578,142 @@ async fn a_delivery_in_flight_at_shutdown_is_abandoned_and_sent_after_the_restar
         received.by_order.lock().expect("seen").contains_key(&id)
     })
     .await;
+}
+
+/// The deliverer's passes stepped on a clock of the test's own, against each backend's
+/// real outbox and the real webhook sink: the backoff is seen to the millisecond, with
+/// no waiting.
+mod stepped {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use ordergate::clock::{Clock, ManualClock};
+    use ordergate::delivery::{Dispatcher, Webhook, WebhookKey};
+    use ordergate::store::DeliveryStatus;
+    use ordergate::telemetry::Metrics;
+    use uuid::Uuid;
+
+    use crate::backends::{BODY, Backend, TTL, new_order};
+
+    /// When [`new_order`] accepts its orders.
+    const ACCEPTED: i64 = 1_700_000_000_000;
+
+    struct Steps {
+        dispatcher: Dispatcher,
+        clock: ManualClock,
+        metrics: Arc<Metrics>,
+        backend: Backend,
+    }
+
+    impl Steps {
+        fn new(backend: Backend, url: &str, max_age: Duration) -> Self {
+            let key: WebhookKey = super::SECRET.parse().expect("key");
+            let sink = Arc::new(Webhook::new(url, key.0).expect("sink"));
+            let clock = ManualClock::starting_at(ACCEPTED);
+            let metrics = Arc::new(Metrics::default());
+            let dispatcher = Dispatcher::new(
+                backend.outbox.clone(),
+                sink,
+                Arc::new(clock.clone()),
+                metrics.clone(),
+                max_age,
+            );
+            Self {
+                dispatcher,
+                clock,
+                metrics,
+                backend,
+            }
+        }
+
+        async fn place(&self, key: &str) -> Uuid {
+            let mut new = new_order("acme", key, BODY, TTL);
+            new.deliver = true;
+            self.backend.store.place(new.clone()).await.expect("place");
+            new.order.order_id
+        }
+
+        /// One pass at `ms` after acceptance; how many it sent.
+        async fn pass_at(&self, ms: i64) -> usize {
+            let now = self.clock.now_ms();
+            self.clock.advance_ms(ACCEPTED + ms - now);
+            self.dispatcher.pass().await.expect("a pass")
+        }
+
+        async fn status(&self, id: Uuid) -> DeliveryStatus {
+            let status = self.backend.outbox.delivery_status("acme", id).await;
+            status.expect("status").expect("a delivery")
+        }
+
+        fn attempts(&self, result: &str) -> String {
+            let line = format!("ordergate_delivery_attempts_total{{result=\"{result}\"}} ");
+            let rendered = self.metrics.render();
+            let count = rendered.lines().find_map(|l| l.strip_prefix(&line));
+            count.unwrap_or("absent").to_owned()
+        }
+    }
+
+    pub async fn a_failing_webhook_is_retried_with_backoff_until_it_takes_the_order(b: Backend) {
+        let (addr, received) = super::receiver(3).await;
+        let steps = Steps::new(b, &format!("http://{addr}/hook"), Duration::from_secs(3600));
+        let id = steps.place("retry").await;
+        assert_eq!(steps.pass_at(0).await, 1, "due at once");
+        // After the n-th failure the next attempt is 1 s × 2^(n-1), less up to half.
+        let mut at = 0;
+        for (failures, full) in [(1, 1_000), (2, 2_000), (3, 4_000)] {
+            let failing = steps.status(id).await;
+            assert_eq!(
+                (failing.state.as_str(), failing.attempts),
+                ("pending", failures)
+            );
+            assert!(failing.last_error.is_some(), "{failing:?}");
+            assert_eq!(
+                steps.pass_at(at + full / 2 - 1).await,
+                0,
+                "not before its backoff"
+            );
+            at += full;
+            assert_eq!(steps.pass_at(at).await, 1, "due by the end of its backoff");
+        }
+        assert_eq!(
+            received.requests.load(Ordering::SeqCst),
+            4,
+            "three 500s, then 204"
+        );
+        assert_eq!(received.orders().get(&id.to_string()), Some(&1));
+        let delivered = steps.status(id).await;
+        assert_eq!(
+            (delivered.state.as_str(), delivered.attempts),
+            ("delivered", 4)
+        );
+        assert_eq!(delivered.delivered_at_ms, Some(ACCEPTED + at));
+        assert_eq!(steps.pass_at(at + 3_600_000).await, 0, "never again");
+        assert_eq!(steps.attempts("retry"), "3");
+        assert_eq!(steps.attempts("delivered"), "1");
+        assert_eq!(steps.attempts("failed"), "0");
+    }
+
+    pub async fn a_delivery_that_never_succeeds_fails_after_its_max_age(b: Backend) {
+        // Nothing listens on port 1.
+        let steps = Steps::new(b, "http://127.0.0.1:1/hook", Duration::from_secs(10));
+        let id = steps.place("doomed").await;
+        assert_eq!(steps.pass_at(0).await, 1);
+        assert_eq!(
+            steps.status(id).await.state,
+            "pending",
+            "retried inside its max age"
+        );
+        assert_eq!(steps.pass_at(10_000).await, 1, "due again");
+        let failed = steps.status(id).await;
+        assert_eq!((failed.state.as_str(), failed.attempts), ("failed", 2));
+        assert!(failed.last_error.is_some_and(|e| !e.is_empty()));
+        assert_eq!(steps.pass_at(100_000).await, 0, "given up for good");
+        assert_eq!(steps.attempts("failed"), "1");
+    }
+
+    each_backend!(
+        a_failing_webhook_is_retried_with_backoff_until_it_takes_the_order,
+        a_delivery_that_never_succeeds_fails_after_its_max_age,
+    );
 }
