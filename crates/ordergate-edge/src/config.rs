@@ -147,3 +147,90 @@ fn legacy_tenant(tenant: Option<String>, bound: bool) -> Result<Option<String>, 
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The raw values of `set`, by variable name (`BOUND` for the legacy namespace).
+    fn raw(set: &[(&str, &str)]) -> Vec<Option<String>> {
+        let mut values: Vec<Option<String>> = vec![None; NAMES.len() + 1];
+        for (name, value) in set {
+            let at = NAMES.iter().position(|n| n == name).unwrap_or(NAMES.len());
+            values[at] = Some((*value).to_owned());
+        }
+        values
+    }
+
+    fn refused(set: &[(&str, &str)]) -> String {
+        match parse(&raw(set)) {
+            Ok(_) => panic!("{set:?} was accepted"),
+            Err(reason) => reason,
+        }
+    }
+
+    const KEYS: (&str, &str) = ("ORDERGATE_API_KEYS", "acme:tok-1,globex:tok-2");
+
+    #[test]
+    fn keys_alone_give_the_defaults_of_the_server() {
+        let config = parse(&raw(&[KEYS])).expect("config");
+        assert!(matches!(config.access, Access::Tokens(_)));
+        assert_eq!(
+            config.limits,
+            Limits::new(
+                settings::result_ttl(DEFAULT_RESULT_TTL).expect("default"),
+                settings::lease_ttl(DEFAULT_LEASE_TTL).expect("default"),
+            )
+        );
+        assert_eq!(config.max_body, DEFAULT_MAX_BODY);
+        assert_eq!(config.legacy_tenant, None);
+    }
+
+    #[test]
+    fn no_keys_is_refused_unless_open_mode_is_asked_for() {
+        assert!(refused(&[]).contains("ORDERGATE_API_KEYS"));
+        assert!(refused(&[("ORDERGATE_API_KEYS", "  ")]).contains("no API keys"));
+        let open = parse(&raw(&[("ORDERGATE_OPEN_MODE", "allow")])).expect("open");
+        assert!(matches!(open.access, Access::Open));
+        assert!(refused(&[("ORDERGATE_OPEN_MODE", "yes")]).contains("no API keys"));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (name, value) in [
+            ("ORDERGATE_API_KEYS", "no-colon"),
+            ("ORDERGATE_RESULT_TTL", "0s"),
+            ("ORDERGATE_LEASE_TTL", "ten seconds"),
+            ("ORDERGATE_MAX_BODY", "-1"),
+            ("ORDERGATE_SHARDS", "0"),
+        ] {
+            let set = [KEYS, (name, value)];
+            let set = if name == "ORDERGATE_API_KEYS" {
+                &set[1..]
+            } else {
+                &set[..]
+            };
+            assert!(
+                refused(set).contains(name),
+                "{name}={value}: {}",
+                refused(set)
+            );
+        }
+        let longer = refused(&[
+            KEYS,
+            ("ORDERGATE_LEASE_TTL", "1h"),
+            ("ORDERGATE_RESULT_TTL", "10m"),
+        ]);
+        assert!(longer.contains("ORDERGATE_LEASE_TTL"), "{longer}");
+    }
+
+    #[test]
+    fn a_migration_needs_both_its_tenant_and_its_namespace() {
+        let tenant = ("ORDERGATE_LEGACY_TENANT", " acme ");
+        let bound = ("LEGACY_ORDERS", BOUND);
+        let both = parse(&raw(&[KEYS, tenant, bound])).expect("config");
+        assert_eq!(both.legacy_tenant.as_deref(), Some("acme"));
+        assert!(refused(&[KEYS, tenant]).contains("no KV namespace"));
+        assert!(refused(&[KEYS, bound]).contains("ORDERGATE_LEGACY_TENANT is not"));
+    }
+}

@@ -159,3 +159,137 @@ fn split_line(bytes: &[u8]) -> Result<(&[u8], &[u8]), String> {
         .ok_or("no command line")?;
     Ok((&bytes[..newline], &bytes[newline + 1..]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordergate_core::{Outcome, Refusal};
+
+    fn submit() -> Command {
+        Command::Submit {
+            tenant: "acme".into(),
+            key: "k-1".into(),
+            shard: 7,
+            result_ttl_ms: 86_400_000,
+            lease_ttl_ms: 30_000,
+            legacy: Some(r#"{"status":201}"#.into()),
+        }
+    }
+
+    fn record(status: u16, body: &[u8]) -> FinishedRecord {
+        FinishedRecord {
+            fingerprint: Fingerprint([9; 32]),
+            response: StoredResponse {
+                status,
+                location: "/orders/o-1".into(),
+                body: body.to_vec(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_command_and_a_body_that_is_not_utf8_arrive_as_sent() {
+        let body = b"\xff\n{\"not\":\"json\"\n";
+        let bytes = encode(&submit(), body);
+        let (command, received) = decode(&bytes).expect("decodes");
+        assert_eq!(received, body, "the body after the first line is untouched");
+        match command {
+            Command::Submit {
+                tenant,
+                key,
+                shard,
+                result_ttl_ms,
+                lease_ttl_ms,
+                legacy,
+            } => {
+                assert_eq!((tenant.as_str(), key.as_str(), shard), ("acme", "k-1", 7));
+                assert_eq!((result_ttl_ms, lease_ttl_ms), (86_400_000, 30_000));
+                assert_eq!(legacy.as_deref(), Some(r#"{"status":201}"#));
+            }
+            other => panic!("a submit, got {other:?}"),
+        }
+        let lookup = encode(
+            &Command::OrderById {
+                order_id: "o-1".into(),
+            },
+            b"",
+        );
+        assert!(matches!(
+            decode(&lookup),
+            Ok((Command::OrderById { order_id }, b"")) if order_id == "o-1"
+        ));
+    }
+
+    #[test]
+    fn a_malformed_command_is_an_error() {
+        for bytes in [
+            &b""[..],
+            b"{\"op\":\"submit\"}",
+            b"{\"op\":\"drop\"}\n",
+            b"not json\n",
+        ] {
+            assert!(
+                decode(bytes).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn a_reused_key_keeps_the_stored_record_not_the_422() {
+        let kept = record(201, b"{\"orderId\":\"o-1\"}");
+        let remember = Remember {
+            record: kept.clone(),
+            expires_at_ms: 1_700_000_086_400,
+            request_carries_payload: false,
+        };
+        let answer = Answer::refusal(&Refusal::KeyReused);
+        let reply = decode_reply(&encode_reply(&answer, Some(&remember))).expect("decodes");
+        assert_eq!((reply.status, reply.body), (422, answer.body.clone()));
+        let keep = reply.keep.expect("a record to keep");
+        assert_eq!(keep.record, kept, "the 201 as stored, body and all");
+        assert_eq!(keep.expires_at_ms, 1_700_000_086_400);
+        assert!(!keep.carries_payload);
+    }
+
+    #[test]
+    fn a_created_order_sends_its_body_once_and_keeps_it() {
+        let kept = record(201, b"{\"orderId\":\"o-2\"}");
+        let remember = Remember {
+            record: kept.clone(),
+            expires_at_ms: 5,
+            request_carries_payload: true,
+        };
+        let answer = Answer::outcome(Outcome::Created(kept.response.clone()));
+        let bytes = encode_reply(&answer, Some(&remember));
+        let line_end = bytes.iter().position(|&b| b == b'\n').expect("a line");
+        assert_eq!(&bytes[line_end + 1..], kept.response.body, "the body once");
+        let reply = decode_reply(&bytes).expect("decodes");
+        assert_eq!(reply.status, 201);
+        let keep = reply.keep.expect("a record to keep");
+        assert_eq!((keep.record, keep.carries_payload), (kept, true));
+        assert!(
+            reply
+                .headers
+                .iter()
+                .any(|(n, v)| n == "location" && v == "/orders/o-1")
+        );
+    }
+
+    #[test]
+    fn a_truncated_or_bent_reply_is_an_error() {
+        let answer = Answer::order(b"{\"a\":1}".to_vec());
+        let bytes = encode_reply(&answer, None);
+        assert!(
+            decode_reply(&bytes[..bytes.len() - 1]).is_err(),
+            "shorter than its body"
+        );
+        let bent = String::from_utf8(bytes).expect("utf-8").replace("\"keep\":null", "\"keep\":{\"fingerprint\":\"zz\",\"expiresAtMs\":1,\"carriesPayload\":false,\"status\":201,\"location\":\"/\",\"sameBody\":true}");
+        assert!(
+            decode_reply(bent.as_bytes()).is_err(),
+            "a malformed fingerprint"
+        );
+        assert!(decode_reply(b"no line").is_err());
+    }
+}

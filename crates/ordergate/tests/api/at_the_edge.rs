@@ -557,3 +557,22 @@ async fn the_runner_prints_no_secret_and_keeps_the_keys_private() {
         "dev.sh printed the token:\n{printed}"
     );
 }
+
+/// The edge crate is a workspace of its own (it builds for wasm32), so `cargo test
+/// --workspace` does not reach its unit tests (wire, config): they run here, natively.
+#[test]
+fn the_edge_crates_unit_tests_pass() {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../ordergate-edge/Cargo.toml");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["test", "--locked", "--manifest-path", manifest])
+        .output()
+        .expect("run cargo test on the edge crate");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(printed.contains("test result: ok"), "{printed}");
+}
