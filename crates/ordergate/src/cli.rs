@@ -31,7 +31,7 @@ pub enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
     /// Load a running gateway and check that every key placed at most one order.
-    Bench(crate::bench::BenchArgs),
+    Bench(ordergate_bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,13 +6,13 @@
 //! ## Layout
 //!
 //! - [`cli`]: the command line and its environment variables.
-//! - [`bench`]: `ordergate bench`, a load generator that checks the invariant.
 //! - [`auth`]: API tokens to tenants, constant-time, reloadable.
 //! - [`gateway`]: the protocol of `ordergate-core` driven against the store, the
 //!   in-process claims and the replay cache; lookups, readiness, and closing.
 //! - [`inflight`]: keys being placed by this process, so same-key retries wait.
 //! - [`delivery`]: the outbox's deliverer and its sinks (NATS JetStream, webhooks).
-//! - [`store`]: the storage trait and its backends (`store::sqlite`, `store::postgres`).
+//! - [`store`]: the two storage traits (records, outbox) and their backends
+//!   (`store::sqlite`, `store::postgres`).
 //! - [`http`]: router, handlers, and the one mapping of errors to problem+json.
 //! - [`server`]: accept loop and connection limits (`server::accept`), signals,
 //!   graceful shutdown, background purge.
@@ -20,7 +20,6 @@
 //! - [`clock`]: time behind a trait, for tests.
 
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod delivery;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use ordergate::cli::{Cli, Command};
-use ordergate::{bench, server, telemetry};
+use ordergate::{server, telemetry};
 
 // glibc's malloc showed as ~10% of the CPU of a request under load (tasks allocate
 // on one thread and free on another); mimalloc handles that pattern far better.
@@ -35,7 +35,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => {
             let json = args.json;
-            let report = bench::run(args).await?;
+            let report = ordergate_bench::run(args).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -1,13 +1,12 @@
 //! The invariant, checked with the server: every key answered with an order names
 //! the same order the server has for it.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::future::join_all;
 
-use super::client::{Client, Target};
-use super::scenario::{Keys, order_id};
+use crate::client::{Client, Target};
+use crate::scenario::{Keys, order_id};
 
 /// Keys checked against the server, and the violations found (client-side conflicts
 /// included).
@@ -28,21 +27,10 @@ pub async fn check(
     connections: usize,
     lookup: bool,
 ) -> anyhow::Result<Verdict> {
-    let answered: Vec<(String, String)> = keys
-        .answered
-        .lock()
-        .map_err(|_| anyhow::anyhow!("key table poisoned"))?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let (conflicts, duplicate_orders, most) = keys
-        .conflicts
-        .lock()
-        .map(|c| {
-            let extra = c.values().map(HashSet::len);
-            (c.len(), extra.clone().sum(), 1 + extra.max().unwrap_or(0))
-        })
-        .unwrap_or((0, 0, 1));
+    let answered = keys.answered();
+    let conflicts = keys.conflicts();
+    let (duplicate_orders, most) = (conflicts.extra_orders, conflicts.most_for_one_key);
+    let conflicts = conflicts.keys;
     if !lookup {
         return Ok(Verdict {
             keys_checked: answered.len(),

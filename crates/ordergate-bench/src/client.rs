@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use axum::body::Bytes;
+use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
@@ -48,8 +48,9 @@ impl Target {
     }
 }
 
-/// One answer: status, whether it was a replay, and the body.
-pub struct Answer {
+/// One HTTP response as the bench reads it: status, whether it was a replay, and
+/// the body.
+pub struct Reply {
     pub status: StatusCode,
     pub replay: bool,
     pub body: Bytes,
@@ -83,7 +84,7 @@ impl Client {
         key: &str,
         body: &'static str,
         timeout: Duration,
-    ) -> anyhow::Result<Option<Answer>> {
+    ) -> anyhow::Result<Option<Reply>> {
         let request = self
             .request(Method::POST, "/orders")
             .header("content-type", "application/json")
@@ -93,7 +94,7 @@ impl Client {
     }
 
     /// GET /orders?idempotencyKey=K (the key is URL-safe by construction).
-    pub async fn get_by_key(&mut self, key: &str) -> anyhow::Result<Option<Answer>> {
+    pub async fn get_by_key(&mut self, key: &str) -> anyhow::Result<Option<Reply>> {
         let path = format!("/orders?idempotencyKey={key}");
         let request = self.request(Method::GET, &path).body(Full::default())?;
         self.send(request, self.timeout).await
@@ -114,7 +115,7 @@ impl Client {
         &mut self,
         request: Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> anyhow::Result<Option<Answer>> {
+    ) -> anyhow::Result<Option<Reply>> {
         let sender = self.connected().await?;
         let exchange = async {
             // A keep-alive connection takes its next request only once it is ready.
@@ -123,7 +124,7 @@ impl Client {
             let status = response.status();
             let replay = response.headers().contains_key("idempotent-replay");
             let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>(Answer {
+            Ok::<_, hyper::Error>(Reply {
                 status,
                 replay,
                 body,

@@ -9,8 +9,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::Scenario;
-use super::verify::Verdict;
+use crate::scenario::Scenario;
+use crate::verify::Verdict;
 
 /// What all connections share while running: a request count for the progress line.
 #[derive(Default)]

@@ -6,9 +6,24 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Scenario;
-use super::client::{Client, Target};
-use super::report::{Local, Tally};
+use clap::ValueEnum;
+
+use crate::client::{Client, Target};
+use crate::report::{Local, Tally};
+
+/// What the load looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Every request a new order under a fresh key.
+    New,
+    /// Retries of orders already placed (the replay path).
+    Replay,
+    /// All connections submit the same keys at once, some clients give up early and
+    /// retry with the same key: the case that makes duplicates on a weak store.
+    Race,
+    /// Mostly new orders, some retries of recent ones.
+    Mixed,
+}
 
 pub const ORDER_BODY: &str = r#"{"symbol":"AAPL","side":"buy","quantity":100}"#;
 /// Keys retried in the replay scenario.
@@ -28,10 +43,19 @@ pub struct Keys {
     replay_keys: Mutex<Vec<String>>,
     recent: Mutex<VecDeque<String>>,
     /// key → the orderId of its first 201, for the check.
-    pub answered: Mutex<HashMap<String, String>>,
+    answered: Mutex<HashMap<String, String>>,
     /// Keys whose answers named more than one order: key → the orders other than
     /// the first.
-    pub conflicts: Mutex<HashMap<String, HashSet<String>>>,
+    conflicts: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+/// What the clients saw of keys whose answers named more than one order.
+pub struct Conflicts {
+    pub keys: usize,
+    /// Orders beyond the first that answers named, over all keys.
+    pub extra_orders: usize,
+    /// The most orders that answers named for one key (1 when there is no conflict).
+    pub most_for_one_key: usize,
 }
 
 impl Keys {
@@ -44,6 +68,25 @@ impl Keys {
             recent: Mutex::default(),
             answered: Mutex::default(),
             conflicts: Mutex::default(),
+        }
+    }
+
+    /// Every key answered with an order, and the order its first answer named.
+    pub fn answered(&self) -> Vec<(String, String)> {
+        let answered = lock(&self.answered);
+        answered
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn conflicts(&self) -> Conflicts {
+        let conflicts = lock(&self.conflicts);
+        let extra = conflicts.values().map(HashSet::len);
+        Conflicts {
+            keys: conflicts.len(),
+            extra_orders: extra.clone().sum(),
+            most_for_one_key: 1 + extra.max().unwrap_or(0),
         }
     }
 
@@ -66,7 +109,10 @@ impl Keys {
             Scenario::Race => format!("{}-race-{n}", self.prefix),
             Scenario::Replay => {
                 let keys = lock(&self.replay_keys);
-                keys[(connection + n as usize) % keys.len().max(1)].clone()
+                let at = (connection + n as usize) % keys.len().max(1);
+                keys.get(at)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{}-replay-0", self.prefix))
             }
             Scenario::Mixed => {
                 let retry = fastrand::f64() < MIXED_RETRY_SHARE;
