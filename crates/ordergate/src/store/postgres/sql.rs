@@ -104,14 +104,20 @@ pub const PURGE_EXPIRED: &str = "
 /// Serialises migrations of gateways that start at the same moment.
 pub const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7243003)";
 
-/// Leases due deliveries: their due time moves to the lease's end, and rows another
-/// gateway is leasing right now are skipped.
+/// Leases due deliveries, oldest due first: their due time moves to the lease's end,
+/// and rows another gateway is leasing right now are skipped. (An UPDATE's RETURNING
+/// has no order of its own, hence the outer SELECT.)
 pub const LEASE_DELIVERIES: &str = "
-    UPDATE orders SET delivery_due_ms = $3
-    WHERE order_id IN (
-        SELECT order_id FROM orders WHERE delivery_state = 'pending' AND delivery_due_ms <= $1
-        ORDER BY delivery_due_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
-    RETURNING order_id, sequence, tenant, body, accepted_at_ms, delivery_attempts";
+    WITH due AS (
+        SELECT order_id, delivery_due_ms FROM orders
+        WHERE delivery_state = 'pending' AND delivery_due_ms <= $1
+        ORDER BY delivery_due_ms, sequence LIMIT $2 FOR UPDATE SKIP LOCKED),
+    leased AS (
+        UPDATE orders SET delivery_due_ms = $3 FROM due WHERE orders.order_id = due.order_id
+        RETURNING orders.order_id, orders.sequence, orders.tenant, orders.body,
+            orders.accepted_at_ms, orders.delivery_attempts, due.delivery_due_ms AS was_due)
+    SELECT order_id, sequence, tenant, body, accepted_at_ms, delivery_attempts FROM leased
+    ORDER BY was_due, sequence";
 
 /// Marks the orders of the array $1 delivered at $2: one statement a batch.
 pub const DELIVERED: &str = "

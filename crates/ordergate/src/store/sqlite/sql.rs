@@ -33,7 +33,7 @@ pub const INSERT_ORDER: &str = "
 pub const DUE_DELIVERIES: &str = "
     SELECT order_id, rowid, tenant, body, accepted_at_ms, delivery_attempts FROM orders
     WHERE delivery_state = 'pending' AND delivery_due_ms <= ?1
-    ORDER BY delivery_due_ms LIMIT ?2";
+    ORDER BY delivery_due_ms, rowid LIMIT ?2";
 
 /// Marks the orders whose rowids are in the JSON array ?1 delivered at ?2: one
 /// statement a batch, each row found by its rowid.
