@@ -51,5 +51,6 @@ pub use protocol::{
 };
 pub use refusal::Refusal;
 pub use submission::{
-    CacheHit, Conclusion, Fact, IN_FLIGHT_WAIT_MS, Limits, OrderToPlace, Remember, Step, Submission,
+    CacheHit, Conclusion, Fact, IN_FLIGHT_WAIT_MS, LegacyImport, LegacyStep, Limits, OrderToPlace,
+    Remember, Step, Submission,
 };

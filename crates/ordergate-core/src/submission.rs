@@ -17,12 +17,18 @@
 //! 4. **Place**: claim, order and response in one commit. The store has the last word:
 //!    a request may have finished since 1, or another process may hold the key.
 //!
+//! At the edge, during a switch-over from the old worker, a submission may carry the
+//! old worker's stored answer for its key ([`Submission::with_legacy`]). Then the
+//! record is read first; with none, and no order placed under the key since, the old
+//! answer replays, and a valid order's retry imports it ([`LegacyStep`]).
+//!
 //! A [`Step::Done`] comes exactly once, and a submission asks to place at most one
 //! order, and only after it won the claim.
 
 use uuid::Uuid;
 
 use crate::key::ScopedKey;
+use crate::legacy;
 use crate::order::{InvalidOrder, Order, OrderRequest};
 use crate::protocol::{
     Fingerprint, FinishedRecord, LiveRecord, Outcome, Payload, Placement, RetryVerdict,
@@ -68,8 +74,31 @@ pub enum Step {
     /// Wait for the claim's holder to end, until `until_ms` at most; answer
     /// [`Fact::Waited`].
     WaitForHolder { until_ms: i64 },
+    /// A step of the switch-over from the old worker (only with a legacy answer).
+    Legacy(LegacyStep),
     /// The submission is over.
     Done(Conclusion),
+}
+
+/// What the switch-over asks of the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegacyStep {
+    /// Whether the key has an order other than `order_id` (the old worker's) placed
+    /// here; answer [`Fact::KeyHasOtherOrder`].
+    HasOtherOrder { order_id: String },
+    /// Store the old answer as the key's order and record, in one commit; answer
+    /// [`Fact::Imported`] (or [`Fact::Failed`]).
+    Import(Box<LegacyImport>),
+}
+
+/// The old worker's answer, to be stored as the key's order and its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyImport {
+    pub order_id: String,
+    /// Under the retry's payload: a later other payload is a reused key.
+    pub record: FinishedRecord,
+    pub now_ms: i64,
+    pub expires_at_ms: i64,
 }
 
 /// An order to place under the submission's key, with the answer to store beside it.
@@ -126,6 +155,10 @@ pub enum Fact<'a> {
     Waited {
         timed_out: bool,
     },
+    /// Whether the key has an order other than the old worker's.
+    KeyHasOtherOrder(bool),
+    /// The old answer is stored.
+    Imported,
     /// The store failed or the lease ran out: the outcome is unknown.
     Failed,
 }
@@ -141,6 +174,13 @@ enum State {
         accepted_at_ms: i64,
     },
     Waiting,
+    CheckingLegacy {
+        asked_at_ms: i64,
+    },
+    Importing {
+        record: FinishedRecord,
+        expires_at_ms: i64,
+    },
     Over(Outcome),
 }
 
@@ -152,6 +192,8 @@ pub struct Submission<B> {
     payload: Option<Payload>,
     limits: Limits,
     started_ms: i64,
+    /// The old worker's stored answer for the key, when it had one.
+    legacy: Option<Vec<u8>>,
     state: State,
 }
 
@@ -164,8 +206,15 @@ impl<B: AsRef<[u8]>> Submission<B> {
             payload: None,
             limits,
             started_ms: now_ms,
+            legacy: None,
             state: State::Start,
         }
+    }
+
+    /// The same, with the old worker's stored answer for the key.
+    pub fn with_legacy(mut self, stored: Vec<u8>) -> Self {
+        self.legacy = Some(stored);
+        self
     }
 
     pub fn key(&self) -> &ScopedKey {
@@ -219,6 +268,23 @@ impl<B: AsRef<[u8]>> Submission<B> {
                 },
                 Fact::Placed(placement),
             ) => self.after_placement(placement, record, accepted_at_ms),
+            (State::CheckingLegacy { asked_at_ms }, Fact::KeyHasOtherOrder(other)) => {
+                self.after_legacy_check(other, asked_at_ms)
+            }
+            (
+                State::Importing {
+                    record,
+                    expires_at_ms,
+                },
+                Fact::Imported,
+            ) => {
+                let remember = Remember {
+                    record: record.clone(),
+                    expires_at_ms,
+                    request_carries_payload: true,
+                };
+                self.conclude(Outcome::Replayed(record.response), Some(remember))
+            }
             _ => self.conclude(Outcome::Unavailable, None),
         }
     }
@@ -248,7 +314,8 @@ impl<B: AsRef<[u8]>> Submission<B> {
             };
             return self.conclude(outcome, None);
         }
-        if self.valid_order().is_ok() {
+        // An old answer counts only for a key with no record here: read it first.
+        if self.valid_order().is_ok() && self.legacy.is_none() {
             self.state = State::Claiming;
             Step::Claim
         } else {
@@ -262,12 +329,56 @@ impl<B: AsRef<[u8]>> Submission<B> {
     fn after_read(&mut self, record: Option<LiveRecord>, asked_at_ms: i64) -> Step {
         match (record, self.valid_order()) {
             (Some(live), _) => self.answer_from_record(live, asked_at_ms),
+            (None, _) if self.legacy.is_some() => self.check_legacy(asked_at_ms),
             (None, Err(invalid)) => self.conclude(Outcome::Invalid(invalid), None),
             (None, Ok(_)) => {
                 self.state = State::Claiming;
                 Step::Claim
             }
         }
+    }
+
+    /// The key has no record here: the old answer stands unless an order was placed
+    /// here under the key since (its record expired).
+    fn check_legacy(&mut self, asked_at_ms: i64) -> Step {
+        let order_id = self.legacy.as_deref().and_then(legacy::order_id);
+        let Some(order_id) = order_id else {
+            // An order whose details are lost: unknown, never a reason to place again.
+            return self.conclude(Outcome::Unavailable, None);
+        };
+        self.state = State::CheckingLegacy { asked_at_ms };
+        Step::Legacy(LegacyStep::HasOtherOrder { order_id })
+    }
+
+    fn after_legacy_check(&mut self, other_order: bool, now_ms: i64) -> Step {
+        let stored = self.legacy.take().unwrap_or_default();
+        if other_order {
+            return self.after_read(None, now_ms);
+        }
+        let (Outcome::Replayed(response), Some(order_id)) =
+            (legacy::replay(&stored), legacy::order_id(&stored))
+        else {
+            return self.conclude(Outcome::Unavailable, None);
+        };
+        let Ok((_, fingerprint)) = self.valid_order() else {
+            // Not an order: replayed as the old worker would; a valid retry imports it.
+            return self.conclude(Outcome::Replayed(response), None);
+        };
+        let record = FinishedRecord {
+            fingerprint,
+            response,
+        };
+        let expires_at_ms = now_ms.saturating_add(self.limits.result_ttl_ms);
+        self.state = State::Importing {
+            record: record.clone(),
+            expires_at_ms,
+        };
+        Step::Legacy(LegacyStep::Import(Box::new(LegacyImport {
+            order_id,
+            record,
+            now_ms,
+            expires_at_ms,
+        })))
     }
 
     fn place(&mut self, order_id: Uuid, now_ms: i64) -> Step {
@@ -414,6 +525,98 @@ mod tests {
             panic!("expected the end");
         };
         assert_eq!(done.outcome, Outcome::InProgress);
+    }
+
+    const OLD_ANSWER: &[u8] = br#"{"orderId":"5a1f","status":"accepted"}"#;
+
+    /// A legacy submission of `body` up to the answer to its read: no record here.
+    fn legacy_after_read(body: &'static [u8], stored: &[u8]) -> (Submission<&'static [u8]>, Step) {
+        let mut s = submission(body).with_legacy(stored.to_vec());
+        s.start();
+        assert_eq!(s.step(Fact::Cached(None)), Step::ReadRecord, "read first");
+        let step = s.step(Fact::Read {
+            record: None,
+            asked_at_ms: 3_000,
+        });
+        (s, step)
+    }
+
+    #[test]
+    fn an_old_answer_replays_and_a_valid_retry_imports_it_under_its_payload() {
+        let (mut s, step) = legacy_after_read(ORDER, OLD_ANSWER);
+        let order_id = "5a1f".to_owned();
+        assert_eq!(step, Step::Legacy(LegacyStep::HasOtherOrder { order_id }));
+        let Step::Legacy(LegacyStep::Import(import)) = s.step(Fact::KeyHasOtherOrder(false)) else {
+            panic!("an import");
+        };
+        let fingerprint = Payload::from_body(ORDER)
+            .fingerprint()
+            .expect("fingerprint");
+        assert_eq!(import.record.fingerprint, fingerprint);
+        assert_eq!(import.record.response.location, "/orders/5a1f");
+        assert_eq!(import.record.response.body, OLD_ANSWER);
+        assert_eq!((import.now_ms, import.expires_at_ms), (3_000, 63_000));
+        let Step::Done(done) = s.step(Fact::Imported) else {
+            panic!("the end");
+        };
+        assert_eq!(
+            done.outcome,
+            Outcome::Replayed(import.record.response.clone())
+        );
+        let remember = done.remember.expect("remembered");
+        assert_eq!(
+            (remember.record, remember.expires_at_ms),
+            (import.record, 63_000)
+        );
+    }
+
+    #[test]
+    fn a_record_here_or_an_order_placed_here_since_outranks_the_old_answer() {
+        let mut s = submission(ORDER).with_legacy(OLD_ANSWER.to_vec());
+        s.start();
+        s.step(Fact::Cached(None));
+        let record = FinishedRecord {
+            fingerprint: Payload::from_body(ORDER)
+                .fingerprint()
+                .expect("fingerprint"),
+            response: StoredResponse {
+                status: 201,
+                location: "/orders/new".into(),
+                body: b"{}".to_vec(),
+            },
+        };
+        let live = LiveRecord {
+            record: record.clone(),
+            ms_left: 10,
+        };
+        let Step::Done(done) = s.step(Fact::Read {
+            record: Some(live),
+            asked_at_ms: 3_000,
+        }) else {
+            panic!("the end");
+        };
+        assert_eq!(done.outcome, Outcome::Replayed(record.response));
+        let (mut s, _) = legacy_after_read(ORDER, OLD_ANSWER);
+        assert_eq!(s.step(Fact::KeyHasOtherOrder(true)), Step::Claim);
+    }
+
+    #[test]
+    fn an_invalid_retry_replays_the_old_answer_without_importing_it() {
+        let (mut s, _) = legacy_after_read(b"not json", OLD_ANSWER);
+        let Step::Done(done) = s.step(Fact::KeyHasOtherOrder(false)) else {
+            panic!("the end");
+        };
+        assert!(matches!(done.outcome, Outcome::Replayed(ref r) if r.body == OLD_ANSWER));
+        assert_eq!(done.remember, None);
+    }
+
+    #[test]
+    fn an_unreadable_old_answer_is_an_unknown_outcome_never_a_new_order() {
+        let (_, step) = legacy_after_read(ORDER, br#"{"orderId":""}"#);
+        let Step::Done(done) = step else {
+            panic!("the end");
+        };
+        assert_eq!(done.outcome, Outcome::Unavailable);
     }
 
     #[test]

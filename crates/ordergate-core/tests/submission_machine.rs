@@ -103,6 +103,7 @@ fn drive(body: &'static [u8], record: &FinishedRecord, choices: &[u8]) -> Run {
                     })
                 }
             }
+            Step::Legacy(step) => panic!("no old answer was given, yet it asked {step:?}"),
             Step::WaitForHolder { until_ms } => {
                 assert!(held, "a wait only follows a held claim");
                 s.step(Fact::Waited {

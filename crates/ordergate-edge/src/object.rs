@@ -10,8 +10,8 @@
 use std::cell::Cell;
 
 use ordergate_core::{
-    Answer, Conclusion, Fact, FinishedRecord, IdempotencyKey, Limits, Outcome, Payload, Refusal,
-    Remember, ScopedKey, Step, Submission, legacy, shard,
+    Answer, Conclusion, Fact, IdempotencyKey, LegacyStep, Limits, Outcome, Placement, Refusal,
+    Remember, ScopedKey, Step, Submission, shard,
 };
 use worker::{DurableObject, Env, Request, Response, State, durable_object};
 
@@ -165,13 +165,11 @@ impl KeyShard {
             legacy,
         } = incoming;
         let record_key = key.key.as_str().to_owned();
-        if let Some(stored) = legacy
-            && let Some(replayed) =
-                self.legacy_replay(store, &record_key, body, &stored, now, limits)?
-        {
-            return Ok(replayed);
-        }
         let mut submission = Submission::new(key, body, now, limits);
+        if let Some(stored) = legacy {
+            submission = submission.with_legacy(stored.into_bytes());
+        }
+        let mut wrote = false;
         let mut step = submission.start();
         loop {
             step = match step {
@@ -191,60 +189,23 @@ impl KeyShard {
                 Step::Place(order) => {
                     let expires = now.saturating_add(limits.result_ttl_ms);
                     let placement = store.place(&self.state, &record_key, &order, expires)?;
+                    wrote = matches!(placement, Placement::Placed);
                     submission.step(Fact::Placed(placement))
                 }
                 // A claim is never held across turns, so there is no holder to wait for.
                 Step::WaitForHolder { .. } => submission.step(Fact::Waited { timed_out: true }),
-                Step::Done(conclusion) => {
-                    let wrote = matches!(conclusion.outcome, Outcome::Created(_));
-                    return Ok(Driven { conclusion, wrote });
+                Step::Legacy(LegacyStep::HasOtherOrder { order_id }) => {
+                    let other = store.has_other_order(&record_key, &order_id)?;
+                    submission.step(Fact::KeyHasOtherOrder(other))
                 }
+                Step::Legacy(LegacyStep::Import(import)) => {
+                    store.import(&self.state, &record_key, &import)?;
+                    wrote = true;
+                    submission.step(Fact::Imported)
+                }
+                Step::Done(conclusion) => return Ok(Driven { conclusion, wrote }),
             };
         }
-    }
-
-    /// The old worker's answer, when it answers this request: the key has no live
-    /// record here and no order placed here since. A valid order's retry imports the
-    /// answer (order row and record, one transaction) under the retry's payload, so
-    /// both lookups find it and a later other payload is a reused key.
-    fn legacy_replay(
-        &self,
-        store: &Tables,
-        key: &str,
-        body: &[u8],
-        stored: &str,
-        now: i64,
-        limits: Limits,
-    ) -> worker::Result<Option<Driven>> {
-        if store.live_record(key, now)?.is_some() {
-            return Ok(None);
-        }
-        let Some(order_id) = legacy::order_id(stored.as_bytes()) else {
-            return Ok(Some(concluded(Outcome::Unavailable, None, false)));
-        };
-        if store.has_other_order(key, &order_id)? {
-            return Ok(None);
-        }
-        let Outcome::Replayed(response) = legacy::replay(stored.as_bytes()) else {
-            return Ok(Some(concluded(Outcome::Unavailable, None, false)));
-        };
-        let Ok((_, fingerprint)) = Payload::from_body(body).valid_order() else {
-            // Not an order: replayed as the old worker would, imported by a valid retry.
-            return Ok(Some(concluded(Outcome::Replayed(response), None, false)));
-        };
-        let record = FinishedRecord {
-            fingerprint,
-            response,
-        };
-        let expires_at_ms = now.saturating_add(limits.result_ttl_ms);
-        store.import(&self.state, key, &order_id, &record, now, expires_at_ms)?;
-        let outcome = Outcome::Replayed(record.response.clone());
-        let remember = Remember {
-            record,
-            expires_at_ms,
-            request_carries_payload: true,
-        };
-        Ok(Some(concluded(outcome, Some(remember), true)))
     }
 
     /// Waits until the storage has the placement, and makes sure an alarm will purge
@@ -271,13 +232,6 @@ impl KeyShard {
         self.state.storage().set_alarm(offset).await?;
         self.alarm_set.set(true);
         Ok(())
-    }
-}
-
-fn concluded(outcome: Outcome, remember: Option<Remember>, wrote: bool) -> Driven {
-    Driven {
-        conclusion: Conclusion { outcome, remember },
-        wrote,
     }
 }
 

@@ -2,7 +2,9 @@
 //! purge. Synchronous, like the SQL API itself: nothing here awaits, so nothing
 //! else runs in the object between a read and the write that depends on it.
 
-use ordergate_core::{FinishedRecord, LiveRecord, OrderToPlace, Placement, RecordRow};
+use ordergate_core::{
+    FinishedRecord, LegacyImport, LiveRecord, OrderToPlace, Placement, RecordRow,
+};
 use worker::{SqlStorage, SqlStorageValue, State};
 
 use crate::platform::atomically;
@@ -135,20 +137,13 @@ impl Tables {
 
     /// The old worker's answer for `key` as an order of this object, with the key's
     /// record, in one transaction: lookups find it from now on, and retries replay it.
-    pub fn import(
-        &self,
-        state: &State,
-        key: &str,
-        order_id: &str,
-        record: &FinishedRecord,
-        now_ms: i64,
-        expires_ms: i64,
-    ) -> worker::Result<()> {
+    pub fn import(&self, state: &State, key: &str, import: &LegacyImport) -> worker::Result<()> {
         let row = OrderRow {
-            order_id,
+            order_id: &import.order_id,
             key,
-            accepted_ms: now_ms,
+            accepted_ms: import.now_ms,
         };
+        let (record, expires_ms) = (&import.record, import.expires_at_ms);
         atomically(state, || self.write(IMPORT_ORDER, &row, record, expires_ms))
     }
 
