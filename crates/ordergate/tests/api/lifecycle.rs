@@ -35,7 +35,12 @@ async fn a_closing_sqlite_store_releases_its_file_only_after_its_last_commit() {
     assert!(futures::poll!(tokio::task::unconstrained(placing.next())).is_pending());
 
     let second_process = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the closing store kept its file locked for 60 s"
+            );
             let file = std::fs::File::open(&path).expect("database file");
             if file.try_lock().is_ok() {
                 // Counted while the lock is ours: nobody else can write meanwhile.
