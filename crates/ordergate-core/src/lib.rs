@@ -9,6 +9,7 @@
 //! - [`key`]: the `Idempotency-Key` header, plain and RFC 8941 forms; a key in its tenant.
 //! - [`json`]: body parsing that keeps repeated members, and RFC 8785 canonical form.
 //! - [`order`]: order validation into domain types, and the order receipt.
+//! - [`price`]: limit prices and notionals as exact decimals, never floats.
 //! - [`protocol`]: payload fingerprints, finished records, placements, retry verdicts,
 //!   outcomes.
 //! - [`submission`]: one `POST /orders` as a state machine: facts in, next step out.
@@ -32,6 +33,7 @@ pub mod json;
 pub mod key;
 pub mod legacy;
 pub mod order;
+pub mod price;
 pub mod problem;
 pub mod protocol;
 pub mod refusal;
@@ -44,6 +46,7 @@ pub mod tokens;
 pub use answer::Answer;
 pub use key::{IdempotencyKey, KeyError, ScopedKey};
 pub use order::{InvalidOrder, Order, OrderRequest};
+pub use price::{Notional, Price, PriceError};
 pub use problem::{ErrorCode, Problem};
 pub use protocol::{
     CorruptRecord, Fingerprint, FinishedRecord, LiveRecord, Outcome, Payload, Placement,

@@ -117,3 +117,89 @@ proptest! {
         let _ = payload.order_request();
     }
 }
+
+/// Schoolbook multiplication of two decimal strings, the reference for notionals:
+/// digits only, no integer type that could overflow and no float.
+fn multiply_decimal(quantity: &str, price: &str) -> String {
+    let (integer, fraction) = price.split_once('.').unwrap_or((price, ""));
+    let factor: Vec<u32> = format!("{integer}{fraction}")
+        .bytes()
+        .map(|b| u32::from(b - b'0'))
+        .collect();
+    let other: Vec<u32> = quantity.bytes().map(|b| u32::from(b - b'0')).collect();
+    let mut product = vec![0u32; factor.len() + other.len()];
+    for (i, a) in factor.iter().enumerate().rev() {
+        for (j, b) in other.iter().enumerate().rev() {
+            let at = i + j + 1;
+            let sum = product[at] + a * b;
+            product[at] = sum % 10;
+            product[at - 1] += sum / 10;
+        }
+    }
+    let digits: String = product
+        .iter()
+        .map(|d| char::from(b'0' + *d as u8))
+        .collect();
+    let (whole, part) = digits.split_at(digits.len() - fraction.len());
+    let whole = whole.trim_start_matches('0');
+    let whole = if whole.is_empty() { "0" } else { whole };
+    let part = part.trim_end_matches('0');
+    if part.is_empty() {
+        whole.to_owned()
+    } else {
+        format!("{whole}.{part}")
+    }
+}
+
+/// Prices in the contract's grammar: 1–12 digits without a leading zero (or a lone 0),
+/// optionally a point and 1–8 digits.
+fn price_text() -> impl Strategy<Value = String> {
+    ("(0|[1-9][0-9]{0,11})", proptest::option::of("[0-9]{1,8}")).prop_map(|(i, f)| match f {
+        Some(f) => format!("{i}.{f}"),
+        None => i,
+    })
+}
+
+proptest! {
+    #[test]
+    fn a_price_in_the_grammar_parses_and_keeps_its_text(text in price_text()) {
+        let parsed = ordergate_core::Price::parse(&text);
+        let zero = text.bytes().all(|b| b == b'0' || b == b'.');
+        prop_assert_eq!(parsed.is_err(), zero, "{}", text);
+        if let Ok(price) = parsed {
+            prop_assert_eq!(price.as_str(), text.as_str());
+        }
+    }
+
+    #[test]
+    fn a_notional_is_the_exact_product(
+        text in price_text(),
+        quantity in 1u64..=MAX_QUANTITY,
+    ) {
+        prop_assume!(!text.bytes().all(|b| b == b'0' || b == b'.'));
+        let price = ordergate_core::Price::parse(&text).expect("price");
+        let notional = ordergate_core::Notional::of(quantity, &price);
+        prop_assert_eq!(notional.to_string(), multiply_decimal(&quantity.to_string(), &text));
+    }
+
+    #[test]
+    fn anything_outside_the_grammar_is_refused(text in "[-+.0-9e ]{0,24}") {
+        let in_grammar = in_the_grammar(&text);
+        prop_assert_eq!(ordergate_core::Price::parse(&text).is_ok(), in_grammar, "{}", text);
+    }
+}
+
+/// The grammar, restated by hand for the refusal property.
+fn in_the_grammar(text: &str) -> bool {
+    let (integer, fraction) = match text.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (text, None),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let integer_ok = (1..=12).contains(&integer.len())
+        && digits(integer)
+        && (integer == "0" || !integer.starts_with('0'));
+    let fraction_ok = fraction.is_none_or(|f| (1..=8).contains(&f.len()) && digits(f));
+    let nonzero = text.bytes().any(|b| (b'1'..=b'9').contains(&b));
+    integer_ok && fraction_ok && nonzero
+}
