@@ -1,7 +1,8 @@
 -- The gateway's per-order transaction on PostgreSQL (store/postgres/sql.rs, PLACE_ORDER),
 -- for pgbench -M prepared. Only changes: the order id comes from gen_random_uuid(),
 -- since pgbench cannot make UUIDs (the gateway sends a UUIDv7 as a parameter), and the
--- delivery state is NULL, as for a gateway without --deliver.
+-- delivery state is NULL, as for a gateway without --deliver; the order is a market
+-- order for the day.
 \set k random(1, 9000000000000000)
 WITH claim AS (
     INSERT INTO idempotency_keys
@@ -12,8 +13,9 @@ WITH claim AS (
 ), placed AS (
     INSERT INTO orders
         (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body,
-         delivery_state, delivery_due_ms)
-    SELECT order_id, :tenant, :k, :symbol, :side, :qty, :accepted, :body, NULL::text, :accepted FROM claim
+         delivery_state, delivery_due_ms, order_type, limit_price, time_in_force)
+    SELECT order_id, :tenant, :k, :symbol, :side, :qty, :accepted, :body, NULL::text, :accepted,
+           'market', NULL::text, 'day' FROM claim
     RETURNING order_id
 )
 SELECT NULL::bytea, NULL::integer, NULL::text, NULL::bytea, NULL::bigint FROM placed

@@ -5,7 +5,7 @@
 #   dev.sh --listen HOST:PORT --state DIR [--api-key TENANT:TOKEN ...]
 #          [--result-ttl D] [--lease-ttl D] [--max-body N] [--open]
 #          [--shards N [--previous-shards N[,N…] --shards-changed-at RFC3339]]
-#          [--legacy-kv NAMESPACE_ID --legacy-tenant TENANT]
+#          [--legacy-kv NAMESPACE_ID --legacy-tenant TENANT] [--limits-file PATH]
 #
 # Builds the Worker first if its sources changed. Prints nothing secret: API keys go
 # to a 0600 file under DIR, never to a command line. SIGTERM or SIGINT stops workerd
@@ -15,7 +15,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
 usage() { sed -n '5,8p' "$0" | sed 's/^# *//' >&2; exit 2; }
-listen="" state="" keys="" open="" legacy_kv="" legacy_tenant=""
+listen="" state="" keys="" open="" legacy_kv="" legacy_tenant="" limits_file=""
 declare -a vars=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -31,10 +31,17 @@ while [ $# -gt 0 ]; do
         --open) open=1; shift ;;
         --legacy-kv) legacy_kv="$2"; shift 2 ;;
         --legacy-tenant) legacy_tenant="$2"; shift 2 ;;
+        --limits-file) limits_file="$2"; shift 2 ;;
         *) echo "dev.sh: unknown argument $1" >&2; usage ;;
     esac
 done
 [ -n "$listen" ] && [ -n "$state" ] || usage
+# The limits file becomes the variable ORDERGATE_LIMITS: a single-quoted .dev.vars
+# value keeps its lines and double quotes as they are, so it may hold no single quote.
+if [ -n "$limits_file" ]; then
+    limits="$(cat "$limits_file")"
+    case "$limits" in *"'"*) echo "dev.sh: $limits_file: no single quotes, please (use TOML's double-quoted strings)" >&2; exit 2 ;; esac
+fi
 host="${listen%:*}" port="${listen##*:}"
 mkdir -p "$state"
 state="$(cd "$state" && pwd)"
@@ -57,6 +64,7 @@ env_file="$state/.dev.vars"
     [ -n "$open" ] && echo "ORDERGATE_OPEN_MODE=allow"
     for ((i = 0; i < ${#vars[@]}; i += 2)); do echo "${vars[i]}=${vars[i+1]}"; done
     [ -n "$legacy_tenant" ] && echo "ORDERGATE_LEGACY_TENANT=$legacy_tenant"
+    [ -n "$limits_file" ] && printf "ORDERGATE_LIMITS='%s'\n" "$limits"
     true
 } >"$env_file"
 

@@ -26,6 +26,7 @@ impl Answer {
             Outcome::InProgress => Self::refusal(&Refusal::InProgress),
             Outcome::KeyReused => Self::refusal(&Refusal::KeyReused),
             Outcome::Invalid(invalid) => Self::refusal(&Refusal::InvalidOrder(invalid)),
+            Outcome::Refused(control) => Self::refusal(&Refusal::Control(control)),
             Outcome::Unavailable => Self::refusal(&Refusal::Unavailable),
         }
     }

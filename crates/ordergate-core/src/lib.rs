@@ -10,6 +10,8 @@
 //! - [`json`]: body parsing that keeps repeated members, and RFC 8785 canonical form.
 //! - [`order`]: order validation into domain types, and the order receipt.
 //! - [`price`]: limit prices and notionals as exact decimals, never floats.
+//! - [`controls`]: pre-trade controls: the limits file, each tenant's limits, the
+//!   checks of a new order.
 //! - [`protocol`]: payload fingerprints, finished records, placements, retry verdicts,
 //!   outcomes.
 //! - [`submission`]: one `POST /orders` as a state machine: facts in, next step out.
@@ -27,6 +29,7 @@
 //!   object, and shard count changes that keep every key's answer.
 
 pub mod answer;
+pub mod controls;
 pub mod delivery;
 pub mod intake;
 pub mod json;
@@ -44,9 +47,10 @@ pub mod submission;
 pub mod tokens;
 
 pub use answer::Answer;
+pub use controls::{ControlRefusal, LimitsError, PreTradeLimits, TenantLimits};
 pub use key::{IdempotencyKey, KeyError, ScopedKey};
-pub use order::{InvalidOrder, Order, OrderRequest};
-pub use price::{Notional, Price, PriceError};
+pub use order::{InvalidOrder, Order, OrderRequest, OrderType, TimeInForce};
+pub use price::{Notional, NotionalLimit, Price, PriceError};
 pub use problem::{ErrorCode, Problem};
 pub use protocol::{
     CorruptRecord, Fingerprint, FinishedRecord, LiveRecord, Outcome, Payload, Placement,

@@ -1,17 +1,25 @@
 //! The order domain: what a valid order is, and the receipt the gateway gives for one.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::macros::format_description;
 use uuid::Uuid;
 
 use crate::json::JsonValue;
 use crate::key::IdempotencyKey;
+use crate::price::Price;
 
 /// Largest quantity: the largest integer a JSON number carries exactly (2^53 - 1).
 pub const MAX_QUANTITY: u64 = 9_007_199_254_740_991;
 const MAX_SYMBOL_LEN: usize = 32;
-const MEMBERS: [&str; 3] = ["symbol", "side", "quantity"];
+const MEMBERS: [&str; 6] = [
+    "symbol",
+    "side",
+    "quantity",
+    "type",
+    "limitPrice",
+    "timeInForce",
+];
 
 /// An instrument symbol: 1 to 32 printable ASCII characters, no spaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +46,66 @@ impl Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quantity(u64);
 
+/// Market or limit; a limit order carries its price, so no other kind can have one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OrderType {
+    #[default]
+    Market,
+    Limit(Price),
+}
+
+impl OrderType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OrderType::Market => "market",
+            OrderType::Limit(_) => "limit",
+        }
+    }
+
+    pub fn limit_price(&self) -> Option<&Price> {
+        match self {
+            OrderType::Market => None,
+            OrderType::Limit(price) => Some(price),
+        }
+    }
+}
+
+/// How long an order stays working: the trading day (the default), until cancelled,
+/// immediate-or-cancel, or fill-or-kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeInForce {
+    #[default]
+    Day,
+    Gtc,
+    Ioc,
+    Fok,
+}
+
+impl TimeInForce {
+    const ALL: [TimeInForce; 4] = [Self::Day, Self::Gtc, Self::Ioc, Self::Fok];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Gtc => "gtc",
+            Self::Ioc => "ioc",
+            Self::Fok => "fok",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|tif| tif.as_str() == text)
+    }
+}
+
 /// A validated order as the client asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest {
     pub symbol: Symbol,
     pub side: Side,
     pub quantity: Quantity,
+    pub order_type: OrderType,
+    pub time_in_force: TimeInForce,
 }
 
 /// Why a body is not a valid order; `member` names the culprit where there is one.
@@ -109,7 +171,9 @@ impl Quantity {
 }
 
 impl OrderRequest {
-    /// Validates a parsed body: exactly the members `symbol`, `side` and `quantity`.
+    /// Validates a parsed body: `symbol`, `side` and `quantity`, and the optional
+    /// terms `type`, `limitPrice` (limit orders only, and required there) and
+    /// `timeInForce`; no other member.
     pub fn from_json(value: &JsonValue) -> Result<Self, InvalidOrder> {
         let JsonValue::Object(members) = value else {
             return Err(InvalidOrder::body("the order must be a JSON object"));
@@ -123,22 +187,78 @@ impl OrderRequest {
         if let Some((unknown, _)) = members.iter().find(|(n, _)| !MEMBERS.contains(&n.as_str())) {
             return Err(InvalidOrder::member(
                 unknown,
-                format!("unknown member {unknown:?}: an order has only symbol, side and quantity"),
+                format!(
+                    "unknown member {unknown:?}: an order has only symbol, side, quantity, \
+                     type, limitPrice and timeInForce"
+                ),
             ));
         }
+        let find = |name: &str| members.iter().find(|(n, _)| n == name).map(|(_, v)| v);
         let get = |name: &str| {
-            members
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v)
+            find(name)
                 .ok_or_else(|| InvalidOrder::member(name, format!("member {name:?} is missing")))
         };
         Ok(Self {
             symbol: parse_symbol(get("symbol")?)?,
             side: parse_side(get("side")?)?,
             quantity: parse_quantity(get("quantity")?)?,
+            order_type: parse_order_type(find("type"), find("limitPrice"))?,
+            time_in_force: find("timeInForce").map_or(Ok(TimeInForce::Day), parse_time_in_force)?,
         })
     }
+}
+
+fn parse_order_type(
+    kind: Option<&JsonValue>,
+    limit_price: Option<&JsonValue>,
+) -> Result<OrderType, InvalidOrder> {
+    let is_limit = match kind {
+        None => false,
+        Some(JsonValue::String(s)) if s == "market" => false,
+        Some(JsonValue::String(s)) if s == "limit" => true,
+        Some(_) => {
+            return Err(InvalidOrder::member(
+                "type",
+                "type must be \"market\" or \"limit\"",
+            ));
+        }
+    };
+    match (is_limit, limit_price) {
+        (false, None) => Ok(OrderType::Market),
+        (false, Some(_)) => Err(InvalidOrder::member(
+            "limitPrice",
+            "limitPrice is only for limit orders (\"type\":\"limit\")",
+        )),
+        (true, None) => Err(InvalidOrder::member(
+            "limitPrice",
+            "a limit order needs a limitPrice",
+        )),
+        (true, Some(price)) => parse_limit_price(price).map(OrderType::Limit),
+    }
+}
+
+fn parse_limit_price(value: &JsonValue) -> Result<Price, InvalidOrder> {
+    let JsonValue::String(text) = value else {
+        return Err(InvalidOrder::member(
+            "limitPrice",
+            "limitPrice must be a string holding a decimal, such as \"101.25\"",
+        ));
+    };
+    Price::parse(text)
+        .map_err(|why| InvalidOrder::member("limitPrice", format!("limitPrice {why}")))
+}
+
+fn parse_time_in_force(value: &JsonValue) -> Result<TimeInForce, InvalidOrder> {
+    match value {
+        JsonValue::String(s) => TimeInForce::parse(s),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        InvalidOrder::member(
+            "timeInForce",
+            "timeInForce must be \"day\", \"gtc\", \"ioc\" or \"fok\"",
+        )
+    })
 }
 
 fn parse_symbol(value: &JsonValue) -> Result<Symbol, InvalidOrder> {
@@ -182,25 +302,71 @@ pub struct Order {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct OrderJson<'a> {
-    order_id: &'a Uuid,
-    status: &'static str,
+    order_id: &'a str,
+    status: &'a str,
     symbol: &'a str,
-    side: Side,
+    side: &'a str,
+    quantity: u64,
+    #[serde(rename = "type")]
+    order_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit_price: Option<&'a str>,
+    time_in_force: &'static str,
+    accepted_at: &'a str,
+    idempotency_key: &'a str,
+}
+
+/// A receipt as stored before orders had terms: the same members, without them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReceiptBeforeTerms {
+    order_id: String,
+    status: String,
+    symbol: String,
+    side: String,
     quantity: u64,
     accepted_at: String,
-    idempotency_key: &'a str,
+    idempotency_key: String,
+}
+
+/// The order JSON a lookup shows for a stored receipt. One stored before orders had
+/// terms shows their defaults (`market`, `day`) where receipts carry them now; any
+/// other is shown as stored. Replays never go through this: they repeat the bytes
+/// that were answered.
+pub fn receipt_with_terms(stored: Vec<u8>) -> Vec<u8> {
+    let Ok(old) = serde_json::from_slice::<ReceiptBeforeTerms>(&stored) else {
+        return stored;
+    };
+    let json = OrderJson {
+        order_id: &old.order_id,
+        status: &old.status,
+        symbol: &old.symbol,
+        side: &old.side,
+        quantity: old.quantity,
+        order_type: OrderType::Market.as_str(),
+        limit_price: None,
+        time_in_force: TimeInForce::Day.as_str(),
+        accepted_at: &old.accepted_at,
+        idempotency_key: &old.idempotency_key,
+    };
+    serde_json::to_vec(&json).unwrap_or(stored)
 }
 
 impl Order {
     /// The order JSON of the contract; these exact bytes are stored and replayed.
     pub fn to_json(&self) -> Vec<u8> {
+        let order_id = self.order_id.to_string();
+        let accepted_at = format_timestamp(self.accepted_at_ms);
         let json = OrderJson {
-            order_id: &self.order_id,
+            order_id: &order_id,
             status: "accepted",
             symbol: self.request.symbol.as_str(),
-            side: self.request.side,
+            side: self.request.side.as_str(),
             quantity: self.request.quantity.get(),
-            accepted_at: format_timestamp(self.accepted_at_ms),
+            order_type: self.request.order_type.as_str(),
+            limit_price: self.request.order_type.limit_price().map(Price::as_str),
+            time_in_force: self.request.time_in_force.as_str(),
+            accepted_at: &accepted_at,
             idempotency_key: self.idempotency_key.as_str(),
         };
         // Serializing plain strings and integers into a Vec cannot fail.
@@ -317,7 +483,122 @@ mod tests {
         };
         assert_eq!(
             String::from_utf8(order.to_json()).expect("UTF-8"),
-            r#"{"orderId":"00000000-0000-0000-0000-000000000000","status":"accepted","symbol":"AAPL","side":"buy","quantity":100,"acceptedAt":"2026-11-28T03:00:00.007Z","idempotencyKey":"abc"}"#
+            r#"{"orderId":"00000000-0000-0000-0000-000000000000","status":"accepted","symbol":"AAPL","side":"buy","quantity":100,"type":"market","timeInForce":"day","acceptedAt":"2026-11-28T03:00:00.007Z","idempotencyKey":"abc"}"#
         );
+    }
+
+    fn receipt(body: &str) -> String {
+        let order = Order {
+            order_id: Uuid::nil(),
+            request: validate(body).expect("valid order"),
+            accepted_at_ms: 1_795_834_800_000,
+            idempotency_key: IdempotencyKey::parse(b"abc").expect("valid key"),
+        };
+        String::from_utf8(order.to_json()).expect("UTF-8")
+    }
+
+    #[test]
+    fn a_limit_order_states_its_terms_and_keeps_its_price_as_written() {
+        assert_eq!(
+            receipt(
+                r#"{"symbol":"AAPL","side":"buy","quantity":100,"type":"limit","limitPrice":"101.10","timeInForce":"gtc"}"#
+            ),
+            r#"{"orderId":"00000000-0000-0000-0000-000000000000","status":"accepted","symbol":"AAPL","side":"buy","quantity":100,"type":"limit","limitPrice":"101.10","timeInForce":"gtc","acceptedAt":"2026-11-28T03:00:00.000Z","idempotencyKey":"abc"}"#
+        );
+    }
+
+    #[test]
+    fn every_valid_form_of_the_terms_is_accepted() {
+        let base = r#""symbol":"A","side":"sell","quantity":1"#;
+        let market = OrderType::Market;
+        let limit = |p: &str| OrderType::Limit(Price::parse(p).expect("price"));
+        let cases = [
+            ("", market.clone(), TimeInForce::Day),
+            (r#","type":"market""#, market.clone(), TimeInForce::Day),
+            (r#","timeInForce":"day""#, market.clone(), TimeInForce::Day),
+            (
+                r#","type":"market","timeInForce":"ioc""#,
+                market.clone(),
+                TimeInForce::Ioc,
+            ),
+            (
+                r#","type":"limit","limitPrice":"7""#,
+                limit("7"),
+                TimeInForce::Day,
+            ),
+            (
+                r#","limitPrice":"0.5","type":"limit","timeInForce":"fok""#,
+                limit("0.5"),
+                TimeInForce::Fok,
+            ),
+            (
+                r#","type":"limit","limitPrice":"101.25","timeInForce":"gtc""#,
+                limit("101.25"),
+                TimeInForce::Gtc,
+            ),
+        ];
+        for (terms, order_type, time_in_force) in cases {
+            let order = validate(&format!("{{{base}{terms}}}")).expect(terms);
+            assert_eq!(
+                (order.order_type, order.time_in_force),
+                (order_type, time_in_force),
+                "{terms}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_invalid_term_is_named() {
+        let base = r#""symbol":"A","side":"buy","quantity":1"#;
+        let cases = [
+            (r#","type":"stop""#, "type"),
+            (r#","type":"Limit","limitPrice":"1""#, "type"),
+            (r#","type":null"#, "type"),
+            (r#","type":1"#, "type"),
+            (r#","type":"limit""#, "limitPrice"),
+            (r#","type":"limit","limitPrice":null"#, "limitPrice"),
+            (r#","type":"limit","limitPrice":101.25"#, "limitPrice"),
+            (r#","type":"limit","limitPrice":"07""#, "limitPrice"),
+            (r#","type":"limit","limitPrice":"1e2""#, "limitPrice"),
+            (r#","type":"limit","limitPrice":"-1""#, "limitPrice"),
+            (r#","type":"limit","limitPrice":"0""#, "limitPrice"),
+            (r#","type":"limit","limitPrice":"0.00""#, "limitPrice"),
+            (r#","type":"limit","limitPrice":" 1""#, "limitPrice"),
+            (r#","limitPrice":"1""#, "limitPrice"),
+            (r#","type":"market","limitPrice":"1""#, "limitPrice"),
+            (r#","limitPrice":null"#, "limitPrice"),
+            (r#","timeInForce":"GTC""#, "timeInForce"),
+            (r#","timeInForce":"week""#, "timeInForce"),
+            (r#","timeInForce":null"#, "timeInForce"),
+            (r#","timeInForce":0"#, "timeInForce"),
+            (
+                r#","type":"limit","limitPrice":"1","limitPrice":"2""#,
+                "limitPrice",
+            ),
+        ];
+        for (terms, member) in cases {
+            assert_eq!(
+                culprit(&format!("{{{base}{terms}}}")).as_deref(),
+                Some(member),
+                "{terms}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_receipt_from_before_terms_shows_their_defaults_and_a_new_one_is_unchanged() {
+        let old = br#"{"orderId":"0192f1c4-0000-7000-8000-000000000000","status":"accepted","symbol":"AAPL","side":"buy","quantity":100,"acceptedAt":"2026-11-28T03:00:00.000Z","idempotencyKey":"a\"b"}"#;
+        assert_eq!(
+            String::from_utf8(receipt_with_terms(old.to_vec())).expect("UTF-8"),
+            r#"{"orderId":"0192f1c4-0000-7000-8000-000000000000","status":"accepted","symbol":"AAPL","side":"buy","quantity":100,"type":"market","timeInForce":"day","acceptedAt":"2026-11-28T03:00:00.000Z","idempotencyKey":"a\"b"}"#
+        );
+        let new =
+            receipt(r#"{"symbol":"A","side":"buy","quantity":1,"type":"limit","limitPrice":"2"}"#);
+        assert_eq!(
+            receipt_with_terms(new.clone().into_bytes()),
+            new.into_bytes()
+        );
+        let foreign = br#"{"orderId":"x","extra":1}"#.to_vec();
+        assert_eq!(receipt_with_terms(foreign.clone()), foreign);
     }
 }

@@ -13,7 +13,7 @@ const SCALE: u128 = 100_000_000;
 /// Why a string is not a price in the contract's grammar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PriceError {
-    #[error("must have 1 to 12 digits before the point")]
+    #[error("must have 1 to 12 digits before the point (a notional limit up to 30)")]
     IntegerDigits,
     #[error("must not start with a zero unless the zero stands alone before the point")]
     LeadingZero,
@@ -36,19 +36,9 @@ impl Price {
     /// Parses the contract's grammar: 1–12 digits without leading zeros (a lone `0`
     /// allowed), optionally `.` and 1–8 digits; no sign, exponent or spaces; not zero.
     pub fn parse(text: &str) -> Result<Price, PriceError> {
-        let (integer, fraction) = match text.split_once('.') {
-            Some((integer, fraction)) => (integer, Some(fraction)),
-            None => (text, None),
-        };
-        let integer_units = integer_part(integer)?;
-        let fraction_units = fraction.map_or(Ok(0), fraction_part)?;
-        let units = integer_units * SCALE + fraction_units;
-        if units == 0 {
-            return Err(PriceError::NotPositive);
-        }
         Ok(Price {
             text: text.to_owned(),
-            units,
+            units: positive_units(text, INTEGER_DIGITS)?,
         })
     }
 
@@ -69,6 +59,22 @@ impl fmt::Display for Price {
     }
 }
 
+/// A positive decimal in the price grammar with up to `integer_digits` before the
+/// point, in 10⁻⁸ units.
+fn positive_units(text: &str, integer_digits: usize) -> Result<u128, PriceError> {
+    let (integer, fraction) = match text.split_once('.') {
+        Some((integer, fraction)) => (integer, Some(fraction)),
+        None => (text, None),
+    };
+    let integer_units = integer_part(integer, integer_digits)?;
+    let fraction_units = fraction.map_or(Ok(0), fraction_part)?;
+    let units = integer_units * SCALE + fraction_units;
+    if units == 0 {
+        return Err(PriceError::NotPositive);
+    }
+    Ok(units)
+}
+
 fn all_digits(part: &str) -> Result<u128, PriceError> {
     if !part.bytes().all(|b| b.is_ascii_digit()) {
         return Err(PriceError::NotDigits);
@@ -80,9 +86,9 @@ fn all_digits(part: &str) -> Result<u128, PriceError> {
         .ok_or(PriceError::NotDigits)
 }
 
-fn integer_part(integer: &str) -> Result<u128, PriceError> {
+fn integer_part(integer: &str, max_digits: usize) -> Result<u128, PriceError> {
     let value = all_digits(integer)?;
-    if integer.is_empty() || integer.len() > INTEGER_DIGITS {
+    if integer.is_empty() || integer.len() > max_digits {
         return Err(PriceError::IntegerDigits);
     }
     if integer.len() > 1 && integer.starts_with('0') {
@@ -116,6 +122,35 @@ impl Notional {
     /// The notional in 10⁻⁸ units.
     pub fn units(&self) -> u128 {
         self.units
+    }
+}
+
+/// Digits before the point a notional limit may carry: more than any notional has.
+const LIMIT_INTEGER_DIGITS: usize = 30;
+
+/// A `max_notional`: a positive decimal in the price grammar with up to 30 digits
+/// before the point, kept as written for the refusal's detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotionalLimit {
+    text: String,
+    limit: Notional,
+}
+
+impl NotionalLimit {
+    pub fn parse(text: &str) -> Result<NotionalLimit, PriceError> {
+        let units = positive_units(text, LIMIT_INTEGER_DIGITS)?;
+        Ok(NotionalLimit {
+            text: text.to_owned(),
+            limit: Notional { units },
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn notional(&self) -> Notional {
+        self.limit
     }
 }
 

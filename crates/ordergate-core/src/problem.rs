@@ -21,6 +21,10 @@ pub enum ErrorCode {
     HeaderFieldsTooLarge,
     IdempotencyKeyReused,
     InvalidOrder,
+    TradingHalted,
+    SymbolNotAllowed,
+    LimitExceeded,
+    RateLimited,
     Unavailable,
     Internal,
 }
@@ -30,6 +34,7 @@ impl ErrorCode {
         match self {
             Self::BadRequest | Self::MissingIdempotencyKey | Self::InvalidIdempotencyKey => 400,
             Self::Unauthorized => 401,
+            Self::TradingHalted => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
@@ -37,7 +42,11 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::HeaderFieldsTooLarge => 431,
-            Self::IdempotencyKeyReused | Self::InvalidOrder => 422,
+            Self::IdempotencyKeyReused
+            | Self::InvalidOrder
+            | Self::SymbolNotAllowed
+            | Self::LimitExceeded => 422,
+            Self::RateLimited => 429,
             Self::Internal => 500,
             Self::Unavailable => 503,
         }
@@ -58,6 +67,10 @@ impl ErrorCode {
             Self::HeaderFieldsTooLarge => "request_header_fields_too_large",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::InvalidOrder => "invalid_order",
+            Self::TradingHalted => "trading_halted",
+            Self::SymbolNotAllowed => "symbol_not_allowed",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal_error",
         }
@@ -68,6 +81,7 @@ impl ErrorCode {
         match self.status() {
             400 => "Bad Request",
             401 => "Unauthorized",
+            403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
             408 => "Request Timeout",
@@ -76,6 +90,7 @@ impl ErrorCode {
             415 => "Unsupported Media Type",
             431 => "Request Header Fields Too Large",
             422 => "Unprocessable Content",
+            429 => "Too Many Requests",
             503 => "Service Unavailable",
             _ => "Internal Server Error",
         }
@@ -87,7 +102,7 @@ impl ErrorCode {
 pub struct Problem {
     pub code: ErrorCode,
     pub detail: String,
-    /// Seconds, for 409 and 503: sent as `Retry-After` and as `retryAfter`.
+    /// Seconds, for 409, 429 and 503: sent as `Retry-After` and as `retryAfter`.
     pub retry_after: Option<u32>,
 }
 

@@ -3,6 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::controls::ControlRefusal;
 use crate::json::JsonValue;
 use crate::order::{InvalidOrder, OrderRequest};
 
@@ -205,6 +206,8 @@ pub enum Outcome {
     InProgress,
     KeyReused,
     Invalid(InvalidOrder),
+    /// A pre-trade control refused a new order; nothing is stored under the key.
+    Refused(ControlRefusal),
     /// The store failed or the lease ran out: the order may or may not exist.
     Unavailable,
 }
@@ -221,6 +224,7 @@ impl Outcome {
             Outcome::InProgress => "in_progress",
             Outcome::KeyReused => "key_reused",
             Outcome::Invalid(_) => "invalid",
+            Outcome::Refused(control) => control.code().code(),
             Outcome::Unavailable => "unavailable",
         }
     }

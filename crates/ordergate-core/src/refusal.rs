@@ -1,6 +1,7 @@
 //! Why a request gets a problem instead of an order: every refusal of the contract,
 //! its code and its problem+json, the same for the server and the edge build.
 
+use crate::controls::ControlRefusal;
 use crate::key::KeyError;
 use crate::order::InvalidOrder;
 use crate::problem::{ErrorCode, Problem};
@@ -43,6 +44,8 @@ pub enum Refusal {
     KeyReused,
     #[error(transparent)]
     InvalidOrder(#[from] InvalidOrder),
+    #[error(transparent)]
+    Control(#[from] ControlRefusal),
     #[error("the order's outcome is unknown: retry with the same key and body")]
     Unavailable,
     #[error("the gateway is not configured to take orders (its log says why)")]
@@ -71,6 +74,7 @@ impl Refusal {
             Self::InProgress => ErrorCode::InProgress,
             Self::KeyReused => ErrorCode::IdempotencyKeyReused,
             Self::InvalidOrder(_) => ErrorCode::InvalidOrder,
+            Self::Control(control) => control.code(),
             Self::Unavailable | Self::NotReady(_) | Self::NotConfigured => ErrorCode::Unavailable,
             Self::Internal => ErrorCode::Internal,
         }
@@ -82,6 +86,10 @@ impl Refusal {
             Self::InProgress | Self::Unavailable | Self::NotReady(_) | Self::NotConfigured => {
                 problem.with_retry_after(RETRY_AFTER_SECONDS)
             }
+            Self::Control(ControlRefusal::RateLimited {
+                retry_after_seconds,
+                ..
+            }) => problem.with_retry_after(*retry_after_seconds),
             _ => problem,
         }
     }

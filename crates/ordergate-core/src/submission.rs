@@ -11,10 +11,15 @@
 //! 2. **Read or not.** A valid order goes straight to the claim: placing it finds a
 //!    live record as cheaply as a read would. An invalid body needs the stored record
 //!    first, because a retry of an accepted order replays whatever the rules say now.
+//!    A valid order that a pre-trade control refuses (halt, symbols, quantity,
+//!    notional) is read first too: a retry of an accepted order is never refused.
 //! 3. **Claim** the key in the driver. If another request holds it, wait for that one
 //!    to end (at most [`IN_FLIGHT_WAIT_MS`] from the start, never past the lease) and
 //!    start over at 1; a wait that times out answers 409.
-//! 4. **Place**: claim, order and response in one commit. The store has the last word:
+//! 4. **Rate**: with a tenant rate, the claim's winner takes one order from the
+//!    tenant's bucket in the driver; with none left, the record is read (a replay is
+//!    never refused), and with no record the order is refused as rate-limited.
+//! 5. **Place**: claim, order and response in one commit. The store has the last word:
 //!    a request may have finished since 1, or another process may hold the key.
 //!
 //! At the edge, during a switch-over from the old worker, a submission may carry the
@@ -25,8 +30,12 @@
 //! A [`Step::Done`] comes exactly once, and a submission asks to place at most one
 //! order, and only after it won the claim.
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
 use uuid::Uuid;
 
+use crate::controls::{ControlRefusal, TenantLimits};
 use crate::key::ScopedKey;
 use crate::legacy;
 use crate::order::{InvalidOrder, Order, OrderRequest};
@@ -71,6 +80,9 @@ pub enum Step {
     /// Place this order (claim, order, response in one commit), within the lease;
     /// answer [`Fact::Placed`] (or [`Fact::Failed`]).
     Place(Box<OrderToPlace>),
+    /// Take one new order from the tenant's rate of `per_second`; answer
+    /// [`Fact::Rate`].
+    TakeRate { per_second: NonZeroU32 },
     /// Wait for the claim's holder to end, until `until_ms` at most; answer
     /// [`Fact::Waited`].
     WaitForHolder { until_ms: i64 },
@@ -155,6 +167,10 @@ pub enum Fact<'a> {
     Waited {
         timed_out: bool,
     },
+    /// `None`: the order is taken from the rate; else seconds until one could be.
+    Rate {
+        retry_after_seconds: Option<u32>,
+    },
     /// Whether the key has an order other than the old worker's.
     KeyHasOtherOrder(bool),
     /// The old answer is stored.
@@ -174,6 +190,11 @@ enum State {
         accepted_at_ms: i64,
     },
     Waiting,
+    TakingRate {
+        per_second: NonZeroU32,
+        order_id: Uuid,
+        now_ms: i64,
+    },
     CheckingLegacy {
         asked_at_ms: i64,
     },
@@ -194,6 +215,14 @@ pub struct Submission<B> {
     started_ms: i64,
     /// The old worker's stored answer for the key, when it had one.
     legacy: Option<Vec<u8>>,
+    /// The tenant's pre-trade limits, when the gateway has a limits file.
+    controls: Option<Arc<TenantLimits>>,
+    /// A control's refusal, waiting for the read that shows the key has no record.
+    refused: Option<ControlRefusal>,
+    /// The last read found no record for the key (since the last start).
+    read_found_none: bool,
+    /// This submission has taken its order from the rate already.
+    rate_taken: bool,
     state: State,
 }
 
@@ -207,8 +236,18 @@ impl<B: AsRef<[u8]>> Submission<B> {
             limits,
             started_ms: now_ms,
             legacy: None,
+            controls: None,
+            refused: None,
+            read_found_none: false,
+            rate_taken: false,
             state: State::Start,
         }
+    }
+
+    /// The same, checked against the tenant's pre-trade limits.
+    pub fn with_controls(mut self, limits: Arc<TenantLimits>) -> Self {
+        self.controls = Some(limits);
+        self
     }
 
     /// The same, with the old worker's stored answer for the key.
@@ -232,6 +271,7 @@ impl<B: AsRef<[u8]>> Submission<B> {
 
     /// The first step.
     pub fn start(&mut self) -> Step {
+        self.read_found_none = false;
         self.state = State::LookingUp;
         Step::LookUpCache
     }
@@ -250,7 +290,28 @@ impl<B: AsRef<[u8]>> Submission<B> {
                     asked_at_ms,
                 },
             ) => self.after_read(record, asked_at_ms),
-            (State::Claiming, Fact::ClaimWon { order_id, now_ms }) => self.place(order_id, now_ms),
+            (State::Claiming, Fact::ClaimWon { order_id, now_ms }) => {
+                self.after_claim(order_id, now_ms)
+            }
+            (
+                State::TakingRate {
+                    per_second,
+                    order_id,
+                    now_ms,
+                },
+                Fact::Rate {
+                    retry_after_seconds,
+                },
+            ) => match retry_after_seconds {
+                None => {
+                    self.rate_taken = true;
+                    self.place(order_id, now_ms)
+                }
+                Some(retry_after_seconds) => self.refuse(ControlRefusal::RateLimited {
+                    per_second: per_second.get(),
+                    retry_after_seconds: retry_after_seconds.max(1),
+                }),
+            },
             (State::Claiming, Fact::ClaimHeld) => {
                 self.state = State::Waiting;
                 Step::WaitForHolder {
@@ -315,26 +376,70 @@ impl<B: AsRef<[u8]>> Submission<B> {
             return self.conclude(outcome, None);
         }
         // An old answer counts only for a key with no record here: read it first.
-        if self.valid_order().is_ok() && self.legacy.is_none() {
-            self.state = State::Claiming;
-            Step::Claim
-        } else {
-            self.state = State::Reading;
-            Step::ReadRecord
+        match self.valid_order() {
+            Ok((request, _)) if self.legacy.is_none() => self.pass_controls(&request),
+            _ => self.read_record(),
         }
+    }
+
+    fn read_record(&mut self) -> Step {
+        self.state = State::Reading;
+        Step::ReadRecord
+    }
+
+    fn claim(&mut self) -> Step {
+        self.state = State::Claiming;
+        Step::Claim
+    }
+
+    /// The controls without state, before the claim.
+    fn pass_controls(&mut self, request: &OrderRequest) -> Step {
+        match self.controls.as_ref().map(|limits| limits.check(request)) {
+            Some(Err(refusal)) => self.refuse(refusal),
+            _ => self.claim(),
+        }
+    }
+
+    /// The rate, once the claim is won: a request that waits for the claim's holder
+    /// and then replays never takes from it.
+    fn after_claim(&mut self, order_id: Uuid, now_ms: i64) -> Step {
+        let rate = self.controls.as_ref().and_then(|l| l.orders_per_second);
+        match rate {
+            Some(per_second) if !self.rate_taken => {
+                self.state = State::TakingRate {
+                    per_second,
+                    order_id,
+                    now_ms,
+                };
+                Step::TakeRate { per_second }
+            }
+            _ => self.place(order_id, now_ms),
+        }
+    }
+
+    /// Refused by a control, unless the key has a record: then that answers.
+    fn refuse(&mut self, refusal: ControlRefusal) -> Step {
+        if self.read_found_none {
+            return self.conclude(Outcome::Refused(refusal), None);
+        }
+        self.refused = Some(refusal);
+        self.read_record()
     }
 
     /// Only an invalid body is read first: with no record it is answered as invalid,
     /// as if the whole request ran at the moment of the read (nothing is stored).
     fn after_read(&mut self, record: Option<LiveRecord>, asked_at_ms: i64) -> Step {
+        if record.is_none() {
+            self.read_found_none = true;
+        }
         match (record, self.valid_order()) {
             (Some(live), _) => self.answer_from_record(live, asked_at_ms),
             (None, _) if self.legacy.is_some() => self.check_legacy(asked_at_ms),
             (None, Err(invalid)) => self.conclude(Outcome::Invalid(invalid), None),
-            (None, Ok(_)) => {
-                self.state = State::Claiming;
-                Step::Claim
-            }
+            (None, Ok((request, _))) => match self.refused.take() {
+                Some(refusal) => self.conclude(Outcome::Refused(refusal), None),
+                None => self.pass_controls(&request),
+            },
         }
     }
 

@@ -1,8 +1,10 @@
 //! Property tests of the submission state machine alone, driven by random facts.
 
+use std::sync::Arc;
+
 use ordergate_core::{
     CacheHit, Fact, FinishedRecord, IdempotencyKey, Limits, LiveRecord, Outcome, Payload,
-    Placement, ScopedKey, Step, StoredResponse, Submission,
+    Placement, PreTradeLimits, ScopedKey, Step, StoredResponse, Submission, TenantLimits,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -20,6 +22,22 @@ const BODIES: [&[u8]; 4] = [
     br#"{"symbol":"AAPL","side":"sell","quantity":100}"#,
     br#"{"symbol":"AAPL","side":"buy","quantity":100,"price":1}"#,
 ];
+
+/// No limits file, then limits that refuse every body, none, or a rate only.
+const CONTROLS: [Option<&str>; 5] = [
+    None,
+    Some("[default]\nhalted = true"),
+    Some("[default]\nmax_quantity = 50"),
+    Some("[default]\nmax_quantity = 100\nsymbols = [\"AAPL\"]"),
+    Some("[default]\norders_per_second = 5"),
+];
+
+fn controls(n: usize) -> Option<Arc<TenantLimits>> {
+    CONTROLS[n].map(|text| {
+        let limits = PreTradeLimits::parse(text).expect("limits");
+        limits.for_tenant("t").clone()
+    })
+}
 
 /// A record stored for one of [`BODIES`], with a response of its own.
 fn record_for(body: &[u8], n: u8) -> FinishedRecord {
@@ -42,15 +60,26 @@ struct Run {
     places: usize,
     placed_response: Option<StoredResponse>,
     offered: Vec<StoredResponse>,
+    /// Reads that found no record for the key.
+    reads_found_none: usize,
+    rates_granted: usize,
     outcome: Option<Outcome>,
 }
 
 /// Answers each step with a fact of the right kind, chosen by `choices`, on a clock
 /// that moves forward at every step.
-fn drive(body: &'static [u8], record: &FinishedRecord, choices: &[u8]) -> Run {
+fn drive(
+    body: &'static [u8],
+    record: &FinishedRecord,
+    limits: Option<Arc<TenantLimits>>,
+    choices: &[u8],
+) -> Run {
     let key = IdempotencyKey::parse(b"key").expect("key");
     let mut now = 1_000i64;
     let mut s = Submission::new(ScopedKey::new("t", key), body, now, LIMITS);
+    if let Some(limits) = limits {
+        s = s.with_controls(limits);
+    }
     let mut run = Run::default();
     let mut step = s.start();
     let mut held = false;
@@ -87,11 +116,22 @@ fn drive(body: &'static [u8], record: &FinishedRecord, choices: &[u8]) -> Run {
                         asked_at_ms: now,
                     })
                 }
-                _ => s.step(Fact::Read {
-                    record: None,
-                    asked_at_ms: now,
-                }),
+                _ => {
+                    run.reads_found_none += 1;
+                    s.step(Fact::Read {
+                        record: None,
+                        asked_at_ms: now,
+                    })
+                }
             },
+            Step::TakeRate { .. } => {
+                assert!(!held, "only the claim's winner takes from the rate");
+                let granted = choice % 2 == 0;
+                run.rates_granted += usize::from(granted);
+                s.step(Fact::Rate {
+                    retry_after_seconds: (!granted).then_some(1),
+                })
+            }
             Step::Claim => {
                 held = choice % 2 == 0;
                 if held {
@@ -139,12 +179,20 @@ proptest! {
     fn every_run_ends_in_one_outcome_with_at_most_one_placement(
         body in 0usize..BODIES.len(),
         stored in 0usize..BODIES.len(),
+        limits in 0usize..CONTROLS.len(),
         choices in proptest::collection::vec(any::<u8>(), 1..64),
     ) {
         let record = record_for(BODIES[stored], 9);
-        let run = drive(BODIES[body], &record, &choices);
+        let run = drive(BODIES[body], &record, controls(limits), &choices);
         let outcome = run.outcome.expect("the run ended");
         prop_assert!(run.places <= 1, "never two orders for one claim");
+        prop_assert!(run.rates_granted <= 1, "one order takes one from the rate at most");
+        if limits == 4 {
+            prop_assert!(run.places <= run.rates_granted, "no order is placed past the rate");
+        }
+        if matches!(limits, 1 | 2) {
+            prop_assert_eq!(run.places, 0, "limits that refuse the order never place it");
+        }
         match outcome {
             Outcome::Created(response) => {
                 prop_assert_eq!(Some(response), run.placed_response, "created what it placed");
@@ -162,6 +210,12 @@ proptest! {
                 prop_assert_ne!(record.fingerprint, record_for(BODIES[body], 0).fingerprint);
             }
             Outcome::Invalid(_) => prop_assert_eq!(BODIES[body], BODIES[3], "only the body with an extra member is invalid"),
+            Outcome::Refused(_) => {
+                prop_assert!(CONTROLS[limits].is_some(), "only a limits file refuses");
+                prop_assert_eq!(run.places, 0, "a refused order is not placed");
+                prop_assert!(run.reads_found_none > 0, "refused only once the key showed no record");
+                prop_assert!(body != 3, "an invalid body is answered as invalid");
+            }
             Outcome::InProgress | Outcome::Unavailable => {}
         }
     }

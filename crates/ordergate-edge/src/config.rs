@@ -1,17 +1,17 @@
 //! The Worker's settings: the secret `ORDERGATE_API_KEYS` and the variables
 //! `ORDERGATE_RESULT_TTL`, `ORDERGATE_LEASE_TTL`, `ORDERGATE_MAX_BODY`,
 //! `ORDERGATE_OPEN_MODE`, `ORDERGATE_SHARDS`, `ORDERGATE_PREVIOUS_SHARDS`,
-//! `ORDERGATE_SHARDS_CHANGED_AT` and `ORDERGATE_LEGACY_TENANT`, and whether the old
-//! worker's namespace is bound. Parsed and bounded by `ordergate_core::settings`, as
+//! `ORDERGATE_SHARDS_CHANGED_AT`, `ORDERGATE_LEGACY_TENANT` and `ORDERGATE_LIMITS`
+//! (the limits file's TOML), and whether the old worker's namespace is bound. Parsed and bounded by `ordergate_core::settings`, as
 //! the server's flags are.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use ordergate_core::Limits;
 use ordergate_core::settings::{self, DEFAULT_LEASE_TTL, DEFAULT_MAX_BODY, DEFAULT_RESULT_TTL};
 use ordergate_core::shard::Layout;
 use ordergate_core::tokens::{ApiKey, TokenTable};
+use ordergate_core::{Limits, PreTradeLimits};
 use worker::Env;
 
 use crate::legacy::BINDING as LEGACY_BINDING;
@@ -30,6 +30,8 @@ pub struct Config {
     pub layout: Layout,
     /// The tenant whose keys the old worker answered, when its namespace is bound.
     pub legacy_tenant: Option<String>,
+    /// The pre-trade controls of `ORDERGATE_LIMITS`, without its rates.
+    pub pretrade: Option<PreTradeLimits>,
 }
 
 /// Why order requests are answered 503: logged, never shown to clients.
@@ -45,7 +47,7 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-const NAMES: [&str; 9] = [
+const NAMES: [&str; 10] = [
     "ORDERGATE_API_KEYS",
     "ORDERGATE_OPEN_MODE",
     "ORDERGATE_RESULT_TTL",
@@ -55,6 +57,7 @@ const NAMES: [&str; 9] = [
     "ORDERGATE_LEGACY_TENANT",
     "ORDERGATE_PREVIOUS_SHARDS",
     "ORDERGATE_SHARDS_CHANGED_AT",
+    "ORDERGATE_LIMITS",
 ];
 
 /// Stands in the raw values for "the legacy namespace is bound".
@@ -121,14 +124,30 @@ fn parse(raw: &[Option<String>]) -> Result<Config, ConfigError> {
         value(7).as_deref(),
         value(8).as_deref(),
     )?;
-    let legacy_tenant = legacy_tenant(value(6), value(9).is_some())?;
+    let legacy_tenant = legacy_tenant(value(6), value(10).is_some())?;
+    let pretrade = value(9).map(|text| pretrade(&text)).transpose()?;
     Ok(Config {
         access,
         limits: Limits::new(result_ttl, lease_ttl),
         max_body,
         layout,
         legacy_tenant,
+        pretrade,
     })
+}
+
+/// The limits of `ORDERGATE_LIMITS`. A rate cannot be kept here (an isolate is one of
+/// many, and objects are per key): it is dropped, and the log says so.
+fn pretrade(text: &str) -> Result<PreTradeLimits, ConfigError> {
+    let limits = PreTradeLimits::parse(text).map_err(|e| format!("ORDERGATE_LIMITS: {e}"))?;
+    let (limits, had_rate) = limits.without_rates();
+    if had_rate {
+        worker::console_warn!(
+            "ORDERGATE_LIMITS: orders_per_second is ignored at the edge; use Cloudflare's \
+             rate limiting rules in front of the Worker instead"
+        );
+    }
+    Ok(limits)
 }
 
 /// A switch-over needs both the tenant and the namespace: with only one of them, keys

@@ -11,10 +11,12 @@ use std::cell::Cell;
 
 use ordergate_core::{
     Answer, Conclusion, Fact, IdempotencyKey, LegacyStep, Limits, Outcome, Placement, Refusal,
-    Remember, ScopedKey, Step, Submission, shard,
+    Remember, ScopedKey, Step, Submission, TenantLimits, order::receipt_with_terms, shard,
 };
+use std::sync::Arc;
 use worker::{DurableObject, Env, Request, Response, State, durable_object};
 
+use crate::config;
 use crate::platform::{now_ms, random_bytes};
 use crate::store::Tables;
 use crate::wire::{self, Command};
@@ -28,6 +30,8 @@ const PURGE_AGAIN_MS: i64 = 1_000;
 #[durable_object]
 pub struct KeyShard {
     state: State,
+    /// For the pre-trade limits, which the object enforces.
+    env: Env,
     /// `None` if the tables could not be opened (logged; every request gets 503).
     tables: Option<Tables>,
     /// An alarm is known to be set: no need to ask the storage on each placement.
@@ -35,12 +39,13 @@ pub struct KeyShard {
 }
 
 impl DurableObject for KeyShard {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         let tables = Tables::open(&state)
             .inspect_err(|e| worker::console_error!("cannot open the shard's tables: {e}"))
             .ok();
         Self {
             state,
+            env,
             tables,
             alarm_set: Cell::new(false),
         }
@@ -86,6 +91,8 @@ struct Incoming<'a> {
     limits: Limits,
     /// The old worker's stored answer for the key, if it had one.
     legacy: Option<String>,
+    /// The tenant's pre-trade limits, with `ORDERGATE_LIMITS`.
+    controls: Option<Arc<TenantLimits>>,
 }
 
 /// A submission as it ended in the object's turn.
@@ -114,6 +121,9 @@ impl KeyShard {
                 let Ok(key) = IdempotencyKey::from_decoded(&key) else {
                     return (Answer::refusal(&Refusal::Internal), None);
                 };
+                let Ok(controls) = self.controls_for(&tenant) else {
+                    return (Answer::refusal(&Refusal::NotConfigured), None);
+                };
                 let incoming = Incoming {
                     key: ScopedKey::new(tenant, key),
                     shard,
@@ -123,12 +133,25 @@ impl KeyShard {
                         lease_ttl_ms,
                     },
                     legacy,
+                    controls,
                 };
                 self.submit(store, incoming).await
             }
             Command::RecordByKey { key } => record(store, &key),
             Command::OrderById { order_id } => (found(store.order_by_id(&order_id)), None),
             Command::OrderByKey { key } => (found(store.order_by_key(&key)), None),
+        }
+    }
+
+    /// The tenant's limits, read from the object's own settings (the Worker checked
+    /// them before it sent the order here); `Err` if they cannot be read.
+    fn controls_for(&self, tenant: &str) -> Result<Option<Arc<TenantLimits>>, ()> {
+        match config::load(&self.env).as_ref() {
+            Ok(config) => Ok(config
+                .pretrade
+                .as_ref()
+                .map(|limits| limits.for_tenant(tenant).clone())),
+            Err(_) => Err(()),
         }
     }
 
@@ -163,9 +186,13 @@ impl KeyShard {
             body,
             limits,
             legacy,
+            controls,
         } = incoming;
         let record_key = key.key.as_str().to_owned();
         let mut submission = Submission::new(key, body, now, limits);
+        if let Some(controls) = controls {
+            submission = submission.with_controls(controls);
+        }
         if let Some(stored) = legacy {
             submission = submission.with_legacy(stored.into_bytes());
         }
@@ -192,6 +219,10 @@ impl KeyShard {
                     wrote = matches!(placement, Placement::Placed);
                     submission.step(Fact::Placed(placement))
                 }
+                // The edge keeps no rate (its limits have none), so none is ever asked for.
+                Step::TakeRate { .. } => submission.step(Fact::Rate {
+                    retry_after_seconds: None,
+                }),
                 // A claim is never held across turns, so there is no holder to wait for.
                 Step::WaitForHolder { .. } => submission.step(Fact::Waited { timed_out: true }),
                 Step::Legacy(LegacyStep::HasOtherOrder { order_id }) => {
@@ -258,7 +289,7 @@ fn record(store: &Tables, key: &str) -> (Answer, Option<Remember>) {
 
 fn found(order: worker::Result<Option<Vec<u8>>>) -> Answer {
     match order {
-        Ok(Some(body)) => Answer::order(body),
+        Ok(Some(body)) => Answer::order(receipt_with_terms(body)),
         Ok(None) => Answer::refusal(&Refusal::NotFound),
         Err(e) => {
             worker::console_error!("an order lookup failed in the object's storage: {e}");

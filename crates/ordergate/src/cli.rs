@@ -90,6 +90,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ORDERGATE_DELIVER_MAX_AGE", default_value = "72h", value_parser = deliver_max_age)]
     pub deliver_max_age: Duration,
 
+    /// Pre-trade controls: a TOML file of limits per tenant (halt, symbols, quantity,
+    /// notional, orders a second); re-read on SIGHUP. Without it there are none.
+    #[arg(long, env = "ORDERGATE_LIMITS_FILE")]
+    pub limits_file: Option<PathBuf>,
+
     /// How long in-flight requests may run on after SIGTERM or Ctrl-C: from 0s to 1h.
     #[arg(long, env = "ORDERGATE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = shutdown_timeout)]
     pub shutdown_timeout: Duration,

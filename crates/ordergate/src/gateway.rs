@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ordergate_core::order::receipt_with_terms;
 use ordergate_core::replay_cache::ReplayCache;
 use ordergate_core::{
     CacheHit, Conclusion, Fact, IdempotencyKey, Limits, OrderToPlace, Outcome, Placement,
@@ -21,6 +22,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::inflight::{Claim, InFlight, Release};
+use crate::pretrade::PreTrade;
 use crate::store::{Lease, NewOrder, StoreError, Stores};
 use crate::telemetry::{Metrics, log_store_error};
 
@@ -47,6 +49,8 @@ pub struct Gateway {
     /// Submissions running on tasks of their own, awaited before the store closes.
     submissions: TaskTracker,
     settings: Settings,
+    /// The pre-trade controls, with a limits file.
+    pretrade: Option<Arc<PreTrade>>,
 }
 
 impl Gateway {
@@ -64,7 +68,14 @@ impl Gateway {
             replays: Arc::default(),
             submissions: TaskTracker::new(),
             settings,
+            pretrade: None,
         }
+    }
+
+    /// The same gateway, checking new orders against pre-trade limits.
+    pub fn with_controls(mut self, pretrade: Arc<PreTrade>) -> Self {
+        self.pretrade = Some(pretrade);
+        self
     }
 
     /// Runs one `POST /orders` that passed the HTTP checks to its end. A store
@@ -72,8 +83,12 @@ impl Gateway {
     /// whether the order exists.
     pub async fn submit(&self, tenant: String, key: IdempotencyKey, body: Bytes) -> Outcome {
         let limits = Limits::new(self.settings.result_ttl, self.settings.lease_ttl);
+        let controls = self.pretrade.as_ref().map(|p| p.limits_for(&tenant));
         let key = ScopedKey::new(tenant, key);
         let mut submission = Submission::new(key, body, self.clock.now_ms(), limits);
+        if let Some(controls) = controls {
+            submission = submission.with_controls(controls);
+        }
         // Most retries are answered by the cache: on this task, with no spawn.
         let step = submission.start();
         let step = match step {
@@ -103,6 +118,7 @@ impl Gateway {
         id: Uuid,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let found = self.stores.records.order_by_id(tenant, id).await;
+        let found = found.map(|order| order.map(receipt_with_terms));
         self.note_failure(found, "order lookup by id")
     }
 
@@ -117,6 +133,7 @@ impl Gateway {
             .records
             .order_by_key(&ScopedKey::new(tenant, key))
             .await;
+        let found = found.map(|order| order.map(receipt_with_terms));
         self.note_failure(found, "order lookup by key")
     }
 
@@ -201,6 +218,13 @@ impl Gateway {
                         None => false,
                     };
                     submission.step(Fact::Waited { timed_out })
+                }
+                Step::TakeRate { .. } => {
+                    let tenant = &submission.key().tenant;
+                    let retry_after_seconds = self.pretrade.as_ref().and_then(|p| p.take(tenant));
+                    submission.step(Fact::Rate {
+                        retry_after_seconds,
+                    })
                 }
                 Step::Place(order) => {
                     let tenant = submission.key().tenant.clone();

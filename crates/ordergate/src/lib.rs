@@ -9,6 +9,8 @@
 //! - [`auth`]: API tokens to tenants, constant-time, reloadable.
 //! - [`gateway`]: the protocol of `ordergate-core` driven against the store, the
 //!   in-process claims and the replay cache; lookups, readiness, and closing.
+//! - [`pretrade`]: the limits file, re-read on SIGHUP, and the per-tenant rate
+//!   buckets of the pre-trade controls.
 //! - [`inflight`]: keys being placed by this process, so same-key retries wait.
 //! - [`delivery`]: the outbox's deliverer and its sinks (NATS JetStream, webhooks).
 //! - [`store`]: the two storage traits (records, outbox) and their backends
@@ -26,6 +28,7 @@ pub mod delivery;
 pub mod gateway;
 pub mod http;
 pub mod inflight;
+pub mod pretrade;
 pub mod server;
 pub mod store;
 pub mod telemetry;

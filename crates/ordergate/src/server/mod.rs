@@ -22,6 +22,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::delivery::{Deliverer, Dispatcher};
 use crate::gateway::{Gateway, Settings};
 use crate::http::{AppState, app};
+use crate::pretrade::PreTrade;
 use crate::store::DatabaseUrl;
 use crate::store::Stores;
 use crate::store::postgres::PostgresStore;
@@ -69,6 +70,17 @@ pub fn authenticator(args: &ServeArgs, listener: &TcpListener) -> anyhow::Result
     Ok(auth)
 }
 
+/// The pre-trade controls of `--limits-file`; a file that cannot be used stops the
+/// start.
+fn pretrade(args: &ServeArgs) -> anyhow::Result<Option<Arc<PreTrade>>> {
+    let Some(path) = &args.limits_file else {
+        return Ok(None);
+    };
+    let pretrade = PreTrade::load(path)?;
+    tracing::info!(path = %path.display(), "pre-trade controls in force");
+    Ok(Some(Arc::new(pretrade)))
+}
+
 /// Serves on an opened store until `shutdown` resolves; then drains the connections,
 /// waits for the submissions still running, and closes the store. Tests call it
 /// with a records store wrapped to slow it down or break it.
@@ -100,7 +112,11 @@ pub async fn serve_store(
         }
         None => None,
     };
-    let gateway = Gateway::new(stores, clock, metrics.clone(), settings);
+    let pretrade = pretrade(&args)?;
+    let mut gateway = Gateway::new(stores, clock, metrics.clone(), settings);
+    if let Some(pretrade) = &pretrade {
+        gateway = gateway.with_controls(pretrade.clone());
+    }
     let shutting_down = Arc::new(AtomicBool::new(false));
     let state = AppState::new(
         gateway.clone(),
@@ -110,7 +126,7 @@ pub async fn serve_store(
         shutting_down.clone(),
     );
     let purge = AbortOnDrop(spawn_purge(gateway.clone(), args.result_ttl));
-    let _reload = AbortOnDrop(signals::spawn_key_reload(auth));
+    let _reload = AbortOnDrop(signals::spawn_reload(auth, pretrade));
     let connections = accept::max_connections();
     let addr = listener
         .local_addr()

@@ -1,4 +1,5 @@
-//! Signals: SIGTERM and Ctrl-C stop the server, SIGHUP re-reads the API keys.
+//! Signals: SIGTERM and Ctrl-C stop the server, SIGHUP re-reads the API keys and the
+//! limits file.
 
 use std::sync::Arc;
 
@@ -6,6 +7,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinHandle;
 
 use crate::auth::Auth;
+use crate::pretrade::PreTrade;
 
 /// Resolves on the first SIGTERM or Ctrl-C. From then on a second one ends the
 /// process at once (exit code 130), for an operator who will not wait for the drain.
@@ -55,24 +57,39 @@ impl StopSignals {
     }
 }
 
-/// Re-reads the API keys file on SIGHUP, on a blocking thread (the file is read and
-/// the table built there, not on the async workers).
-pub fn spawn_key_reload(auth: Arc<Auth>) -> JoinHandle<()> {
+/// Re-reads the API keys file and the limits file on SIGHUP, on a blocking thread
+/// (the files are read and the tables built there, not on the async workers).
+pub fn spawn_reload(auth: Arc<Auth>, pretrade: Option<Arc<PreTrade>>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP: API keys will not be reloaded");
+            tracing::warn!("cannot listen for SIGHUP: API keys and limits will not be reloaded");
             return;
         };
         while hangups.recv().await.is_some() {
-            let auth = auth.clone();
-            let reloaded = tokio::task::spawn_blocking(move || auth.reload()).await;
-            match reloaded {
-                Ok(Ok(n)) => tracing::info!(tokens = n, "API keys reloaded"),
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "API keys not reloaded; keeping the old ones")
+            let (auth, pretrade) = (auth.clone(), pretrade.clone());
+            let reloaded = tokio::task::spawn_blocking(move || {
+                reload_keys(&auth);
+                if let Some(pretrade) = pretrade {
+                    reload_limits(&pretrade);
                 }
-                Err(e) => tracing::error!(error = %e, "API key reload failed"),
+            });
+            if let Err(e) = reloaded.await {
+                tracing::error!(error = %e, "reload failed");
             }
         }
     })
+}
+
+fn reload_keys(auth: &Auth) {
+    match auth.reload() {
+        Ok(n) => tracing::info!(tokens = n, "API keys reloaded"),
+        Err(e) => tracing::error!(error = %e, "API keys not reloaded; keeping the old ones"),
+    }
+}
+
+fn reload_limits(pretrade: &PreTrade) {
+    match pretrade.reload() {
+        Ok(sections) => tracing::info!(tenant_sections = sections, "limits reloaded"),
+        Err(e) => tracing::error!(error = %e, "limits not reloaded; keeping the old ones"),
+    }
 }

@@ -31,6 +31,12 @@ impl NewOrder {
         ordergate_core::settings::millis(self.result_ttl)
     }
 
+    /// The limit price as written, for limit orders.
+    pub fn limit_price(&self) -> Option<&str> {
+        let price = self.order.request.order_type.limit_price();
+        price.map(ordergate_core::Price::as_str)
+    }
+
     /// The quantity as a SQL integer (validation caps it at 2^53 - 1).
     pub fn quantity_i64(&self) -> i64 {
         i64::try_from(self.order.request.quantity.get()).unwrap_or(i64::MAX)

@@ -312,6 +312,78 @@ async fn a_half_configured_migration_takes_no_orders() {
     );
 }
 
+/// `ORDERGATE_LIMITS` (`dev.sh --limits-file`) across redeploys: the rate is ignored
+/// and the log says so; a halt refuses new orders but not the tenant's replays and
+/// lookups; the refused key places once the halt is lifted; a broken file takes no
+/// orders at all (the edge's "error at start-up").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_at_the_edge_survive_redeploys_and_a_broken_file_takes_no_orders() {
+    let dir = tempfile::tempdir().expect("dir");
+    let limits = dir.path().join("limits.toml");
+    let limits_arg = limits.display().to_string();
+    let write = |text: &str| std::fs::write(&limits, text).expect("write limits");
+    let client = reqwest::Client::new();
+    write("[tenant.acme]\norders_per_second = 1\n");
+    let state = dir.path().join("state");
+    let edge = Edge::start(&state, &["--limits-file", &limits_arg]).await;
+    for key in ["rate-1", "rate-2", "rate-3"] {
+        let placed = post(&client, &edge.url("/orders"), ACME, key).await;
+        assert_eq!(placed.status(), 201, "the rate is not enforced at the edge");
+    }
+    assert!(
+        edge.log()
+            .contains("orders_per_second is ignored at the edge"),
+        "{}",
+        edge.log()
+    );
+
+    write("[tenant.acme]\nhalted = true\n");
+    let edge = edge.restart().await;
+    let (status, code, _) =
+        problem(post(&client, &edge.url("/orders"), ACME, "halted").await).await;
+    assert_eq!((status, code.as_str()), (403, "trading_halted"));
+    let replay = post(&client, &edge.url("/orders"), ACME, "rate-1").await;
+    assert_eq!(
+        replay.status(),
+        201,
+        "a halted tenant's replays still answer"
+    );
+    assert_eq!(replay.headers()["idempotent-replay"], "true");
+    let lookup = client
+        .get(edge.url("/orders?idempotencyKey=rate-2"))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .expect("lookup");
+    assert_eq!(lookup.status(), 200);
+    let other = post(&client, &edge.url("/orders"), GLOBEX, "halted").await;
+    assert_eq!(other.status(), 201, "only acme is halted");
+
+    write("[tenant.acme]\nhalted = yes\n");
+    let edge = edge.restart().await;
+    let (status, code, _) =
+        problem(post(&client, &edge.url("/orders"), ACME, "halted").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (503, "unavailable"),
+        "a broken file takes no orders"
+    );
+    let ready = client.get(edge.url("/readyz")).send().await.expect("probe");
+    assert_eq!(ready.status(), 503);
+
+    write("[tenant.acme]\nhalted = false\n");
+    let edge = edge.restart().await;
+    let placed = post(&client, &edge.url("/orders"), ACME, "halted").await;
+    assert_eq!(
+        placed.status(),
+        201,
+        "the refused key places once the halt is lifted"
+    );
+    let mut per_key = edge.orders_per_key();
+    per_key.sort();
+    assert_eq!(per_key, vec![1; 5]);
+}
+
 /// The shard count changes from 16 to 4 while clients keep placing orders and
 /// retrying their keys: every acknowledged key keeps its answer (replay, lookup by
 /// id, lookup by key), and no key is placed twice.

@@ -105,6 +105,11 @@ impl Edge {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// What the runner (workerd's console included) has written to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.stderr_log()).unwrap_or_default()
+    }
+
     /// Waits until it answers; the exit status if it ended first.
     async fn wait_until_serving(&mut self) -> Result<(), std::process::ExitStatus> {
         let client = reqwest::Client::new();

@@ -202,7 +202,7 @@ fn live_record(row: &Row, from: usize) -> Result<LiveRecord, AttemptError> {
 }
 
 /// The batch statement's parameters: one array per column.
-struct Columns {
+struct Columns<'a> {
     tenant: Vec<String>,
     key: Vec<String>,
     fingerprint: Vec<Vec<u8>>,
@@ -216,10 +216,13 @@ struct Columns {
     accepted_at_ms: Vec<i64>,
     body: Vec<Vec<u8>>,
     delivery_state: Vec<Option<&'static str>>,
+    order_type: Vec<&'static str>,
+    limit_price: Vec<Option<&'a str>>,
+    time_in_force: Vec<&'static str>,
 }
 
-impl Columns {
-    fn of(orders: &[&NewOrder]) -> Self {
+impl<'a> Columns<'a> {
+    fn of(orders: &[&'a NewOrder]) -> Self {
         Self {
             tenant: orders.iter().map(|n| n.tenant.clone()).collect(),
             key: orders
@@ -246,10 +249,19 @@ impl Columns {
             accepted_at_ms: orders.iter().map(|n| n.order.accepted_at_ms).collect(),
             body: orders.iter().map(|n| n.response.body.clone()).collect(),
             delivery_state: orders.iter().map(|n| delivery_state(n)).collect(),
+            order_type: orders
+                .iter()
+                .map(|n| n.order.request.order_type.as_str())
+                .collect(),
+            limit_price: orders.iter().map(|n| n.limit_price()).collect(),
+            time_in_force: orders
+                .iter()
+                .map(|n| n.order.request.time_in_force.as_str())
+                .collect(),
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 13] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
         [
             &self.tenant,
             &self.key,
@@ -264,6 +276,9 @@ impl Columns {
             &self.accepted_at_ms,
             &self.body,
             &self.delivery_state,
+            &self.order_type,
+            &self.limit_price,
+            &self.time_in_force,
         ]
     }
 }
@@ -282,7 +297,9 @@ async fn place_alone(client: &Client, new: &NewOrder) -> Result<Placement, Store
     let (ttl_ms, quantity) = (new.result_ttl_ms(), new.quantity_i64());
     let status = i32::from(new.response.status);
     let delivery = delivery_state(new);
-    let params: [&(dyn ToSql + Sync); 13] = [
+    let (order_type, limit_price) = (request.order_type.as_str(), new.limit_price());
+    let time_in_force = request.time_in_force.as_str();
+    let params: [&(dyn ToSql + Sync); 16] = [
         &new.tenant,
         &key,
         &new.fingerprint.0.as_slice(),
@@ -296,6 +313,9 @@ async fn place_alone(client: &Client, new: &NewOrder) -> Result<Placement, Store
         &order.accepted_at_ms,
         &new.response.body,
         &delivery,
+        &order_type,
+        &limit_price,
+        &time_in_force,
     ];
     for _ in 0..MAX_ROUNDS {
         match place_once(client, &params, &new.tenant, key).await {
@@ -316,7 +336,7 @@ async fn place_alone(client: &Client, new: &NewOrder) -> Result<Placement, Store
 /// One attempt; `None` when the record changed between two statements.
 async fn place_once(
     client: &Client,
-    params: &[&(dyn ToSql + Sync); 13],
+    params: &[&(dyn ToSql + Sync); 16],
     tenant: &str,
     key: &str,
 ) -> Result<Option<Placement>, AttemptError> {
@@ -339,7 +359,7 @@ async fn place_once(
 
 async fn take_over(
     client: &Client,
-    params: &[&(dyn ToSql + Sync); 13],
+    params: &[&(dyn ToSql + Sync); 16],
 ) -> Result<Option<Placement>, tokio_postgres::Error> {
     let stmt = client.prepare_cached(sql::TAKE_OVER_EXPIRED).await?;
     let taken = client.query_opt(&stmt, params).await?;

@@ -36,3 +36,10 @@ ALTER TABLE orders
     ADD COLUMN IF NOT EXISTS delivered_at_ms bigint;
 CREATE INDEX IF NOT EXISTS orders_pending_delivery ON orders (delivery_due_ms)
     WHERE delivery_state = 'pending';
+
+-- Version 3: the order's terms (see the SQLite schema); orders accepted before them
+-- were market orders for the day, which the defaults say.
+ALTER TABLE orders
+    ADD COLUMN IF NOT EXISTS order_type text NOT NULL DEFAULT 'market',
+    ADD COLUMN IF NOT EXISTS limit_price text,
+    ADD COLUMN IF NOT EXISTS time_in_force text NOT NULL DEFAULT 'day';

@@ -17,8 +17,9 @@ pub const PLACE_ORDER: &str = "
     ), placed AS (
         INSERT INTO orders
             (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body,
-             delivery_state, delivery_due_ms)
-        SELECT order_id, $1, $2, $8, $9, $10, $11, $12, $13::text, $11 FROM claim
+             delivery_state, delivery_due_ms, order_type, limit_price, time_in_force)
+        SELECT order_id, $1, $2, $8, $9, $10, $11, $12, $13::text, $11, $14, $15::text, $16
+        FROM claim
         RETURNING order_id
     )
     SELECT NULL::bytea, NULL::integer, NULL::text, NULL::bytea, NULL::bigint FROM placed
@@ -40,8 +41,9 @@ pub const TAKE_OVER_EXPIRED: &str = "
     )
     INSERT INTO orders
         (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body,
-         delivery_state, delivery_due_ms)
-    SELECT order_id, $1, $2, $8, $9, $10, $11, $12, $13::text, $11 FROM claim
+         delivery_state, delivery_due_ms, order_type, limit_price, time_in_force)
+    SELECT order_id, $1, $2, $8, $9, $10, $11, $12, $13::text, $11, $14, $15::text, $16
+        FROM claim
     RETURNING order_id";
 
 /// Many orders in one statement (and one commit): group commit for PostgreSQL. Each
@@ -51,9 +53,11 @@ pub const PLACE_ORDERS: &str = "
     WITH input AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::uuid[], $5::integer[],
                              $6::text[], $7::bigint[], $8::text[], $9::text[], $10::bigint[],
-                             $11::bigint[], $12::bytea[], $13::text[])
+                             $11::bigint[], $12::bytea[], $13::text[], $14::text[],
+                             $15::text[], $16::text[])
             AS t(tenant, idem_key, fingerprint, order_id, status, location, ttl_ms,
-                 symbol, side, quantity, accepted_at_ms, body, delivery_state)
+                 symbol, side, quantity, accepted_at_ms, body, delivery_state,
+                 order_type, limit_price, time_in_force)
     ), claim AS (
         INSERT INTO idempotency_keys
             (tenant, idem_key, fingerprint, order_id, status, location, expires_at)
@@ -65,9 +69,10 @@ pub const PLACE_ORDERS: &str = "
     ), placed AS (
         INSERT INTO orders
             (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body,
-             delivery_state, delivery_due_ms)
+             delivery_state, delivery_due_ms, order_type, limit_price, time_in_force)
         SELECT i.order_id, i.tenant, i.idem_key, i.symbol, i.side, i.quantity,
-               i.accepted_at_ms, i.body, i.delivery_state, i.accepted_at_ms
+               i.accepted_at_ms, i.body, i.delivery_state, i.accepted_at_ms,
+               i.order_type, i.limit_price, i.time_in_force
         FROM input i JOIN claim c ON c.order_id = i.order_id
         RETURNING order_id
     )

@@ -35,7 +35,7 @@ use super::{
 };
 use crate::clock::Clock;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// Reader threads, one connection each.
 const READERS: usize = 2;
 /// Least time between write probes while commits are failing.
@@ -265,7 +265,11 @@ fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
 /// Brings the schema to [`SCHEMA_VERSION`], one version at a time, each in one
 /// transaction with its version stamp.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    const STEPS: [&str; 2] = [include_str!("schema.sql"), include_str!("schema_2.sql")];
+    const STEPS: [&str; 3] = [
+        include_str!("schema.sql"),
+        include_str!("schema_2.sql"),
+        include_str!("schema_3.sql"),
+    ];
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     for (to, step) in (1..).zip(STEPS).skip(usize::try_from(version).unwrap_or(0)) {
         conn.execute_batch(&format!(

@@ -24,8 +24,8 @@ pub const CLAIM_KEY: &str = "
 pub const INSERT_ORDER: &str = "
     INSERT INTO orders
         (order_id, tenant, idem_key, symbol, side, quantity, accepted_at_ms, body,
-         delivery_state, delivery_due_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?7)";
+         delivery_state, delivery_due_ms, order_type, limit_price, time_in_force)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?7, ?10, ?11, ?12)";
 
 /// Due deliveries, leased or not: the store's leases are kept in memory (one process
 /// per file), so a crash leaves the rows due for the next start. (Writing a lease
@@ -137,6 +137,9 @@ pub fn claim_and_insert(
         order.accepted_at_ms,
         new.response.body,
         new.deliver.then_some("pending"),
+        request.order_type.as_str(),
+        new.limit_price(),
+        request.time_in_force.as_str(),
     ])?;
     Ok(true)
 }
