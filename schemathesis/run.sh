@@ -41,10 +41,19 @@ cleanup() {
 trap cleanup EXIT
 
 # Delivery is on (to a port where nothing listens, so deliveries stay pending), so
-# that GET /orders/{orderId}/delivery answers for every order placed.
+# that GET /orders/{orderId}/delivery answers for every order placed. Pre-trade
+# controls are on with limits that generated orders cross now and then (a quantity or
+# notional above them), so their refusals meet the document too.
+cat >"$work/limits.toml" <<'LIMITS'
+[default]
+max_quantity = 1_000_000_000_000
+max_notional = "100000000000000"
+orders_per_second = 100000
+LIMITS
 RUST_LOG=warn,ordergate::server=info,ordergate::delivery=error target/debug/ordergate serve \
   --listen 127.0.0.1:0 --database "$database" --api-key schemathesis:st-token \
   --deliver http://127.0.0.1:9/orders --deliver-secret whsec_c2NoZW1hdGhlc2lz \
+  --limits-file "$work/limits.toml" \
   2> >(tee "$work/log" >&2) &
 server=$!
 for _ in $(seq 200); do

@@ -203,3 +203,81 @@ fn in_the_grammar(text: &str) -> bool {
     let nonzero = text.bytes().any(|b| (b'1'..=b'9').contains(&b));
     integer_ok && fraction_ok && nonzero
 }
+
+/// An order body with every combination of terms, written in any member order.
+fn order_body() -> impl Strategy<Value = String> {
+    let terms = (
+        proptest::option::of(proptest::option::of(price_text())),
+        proptest::option::of(prop_oneof!["day", "gtc", "ioc", "fok"]),
+    );
+    (
+        "[!-~&&[^\"\\\\]]{1,32}",
+        prop_oneof!["buy", "sell"],
+        1u64..=MAX_QUANTITY,
+        terms,
+        any::<bool>(),
+    )
+        .prop_filter_map(
+            "a zero price is no price",
+            |(symbol, side, q, (kind, tif), rev)| {
+                let mut members = vec![
+                    format!(r#""symbol":"{symbol}""#),
+                    format!(r#""side":"{side}""#),
+                    format!(r#""quantity":{q}"#),
+                ];
+                match kind {
+                    Some(Some(price)) if price.bytes().all(|b| b == b'0' || b == b'.') => {
+                        return None;
+                    }
+                    Some(Some(price)) => {
+                        members.push(r#""type":"limit""#.into());
+                        members.push(format!(r#""limitPrice":"{price}""#));
+                    }
+                    Some(None) => members.push(r#""type":"market""#.into()),
+                    None => {}
+                }
+                if let Some(tif) = tif {
+                    members.push(format!(r#""timeInForce":"{tif}""#));
+                }
+                if rev {
+                    members.reverse();
+                }
+                Some(format!("{{{}}}", members.join(",")))
+            },
+        )
+}
+
+fn validate(body: &[u8]) -> OrderRequest {
+    OrderRequest::from_json(&JsonValue::parse(body).expect("JSON")).expect("a valid order")
+}
+
+proptest! {
+    /// The receipt states the order it was made for: its terms read back as a body are
+    /// the same order, prices byte for byte.
+    #[test]
+    fn the_receipt_round_trips(body in order_body(), id in any::<u128>(), at in 0i64..4_102_444_800_000) {
+        let request = validate(body.as_bytes());
+        let order = ordergate_core::Order {
+            order_id: uuid::Uuid::from_u128(id),
+            request: request.clone(),
+            accepted_at_ms: at,
+            idempotency_key: IdempotencyKey::parse(b"k").expect("key"),
+        };
+        let receipt: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&order.to_json()).expect("receipt JSON");
+        let terms: serde_json::Map<_, _> = receipt
+            .iter()
+            .filter(|(name, _)| {
+                ["symbol", "side", "quantity", "type", "limitPrice", "timeInForce"].contains(&name.as_str())
+            })
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        let again = validate(&serde_json::to_vec(&terms).expect("JSON"));
+        prop_assert_eq!(&again, &request);
+        let sent: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        if let Some(price) = sent.get("limitPrice") {
+            prop_assert_eq!(receipt.get("limitPrice"), Some(price), "the price as written");
+        }
+        prop_assert!(receipt.contains_key("type") && receipt.contains_key("timeInForce"));
+    }
+}
