@@ -82,6 +82,7 @@ impl Edge {
     fn spawn(&mut self) {
         std::fs::create_dir_all(&self.state).expect("state directory");
         let stderr = std::fs::File::create(self.stderr_log()).expect("runner log");
+        let stdout = std::fs::File::create(self.stdout_log()).expect("runner log");
         let child = Command::new(self.script)
             .arg("--listen")
             .arg(self.addr.to_string())
@@ -89,7 +90,7 @@ impl Edge {
             .arg(&self.state)
             .args(&self.args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .expect("spawn the runner");
@@ -101,13 +102,19 @@ impl Edge {
         self.state.join("runner-stderr.log")
     }
 
+    fn stdout_log(&self) -> PathBuf {
+        self.state.join("runner-stdout.log")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// What the runner (workerd's console included) has written to stderr so far.
+    /// What the runner (workerd's console included) has written so far, to stderr
+    /// and stdout: where wrangler puts the Worker's console depends on its terminal.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.stderr_log()).unwrap_or_default()
+        let read = |path: PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+        read(self.stderr_log()) + &read(self.stdout_log())
     }
 
     /// Waits until it answers; the exit status if it ended first.
