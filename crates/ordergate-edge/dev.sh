@@ -6,15 +6,16 @@
 #          [--result-ttl D] [--lease-ttl D] [--max-body N] [--open]
 #          [--shards N [--previous-shards N[,N…] --shards-changed-at RFC3339]]
 #          [--legacy-kv NAMESPACE_ID --legacy-tenant TENANT] [--limits-file PATH]
+#          [--deliver URL --deliver-secret whsec_… [--deliver-max-age D]]
 #
-# Builds the Worker first if its sources changed. Prints nothing secret: API keys go
-# to a 0600 file under DIR, never to a command line. SIGTERM or SIGINT stops workerd
+# Builds the Worker first if its sources changed. Prints nothing secret: API keys and
+# the webhook secret go to a 0600 file under DIR, never to a command line. SIGTERM or SIGINT stops workerd
 # and every child, then exits 0. Nothing reaches the network: no metrics, no
 # Cloudflare lookups, no remote bindings.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-usage() { sed -n '5,8p' "$0" | sed 's/^# *//' >&2; exit 2; }
+usage() { sed -n '5,9p' "$0" | sed 's/^# *//' >&2; exit 2; }
 listen="" state="" keys="" open="" legacy_kv="" legacy_tenant="" limits_file=""
 declare -a vars=()
 while [ $# -gt 0 ]; do
@@ -32,6 +33,9 @@ while [ $# -gt 0 ]; do
         --legacy-kv) legacy_kv="$2"; shift 2 ;;
         --legacy-tenant) legacy_tenant="$2"; shift 2 ;;
         --limits-file) limits_file="$2"; shift 2 ;;
+        --deliver) vars+=(ORDERGATE_DELIVER "$2"); shift 2 ;;
+        --deliver-secret) vars+=(ORDERGATE_DELIVER_SECRET "$2"); shift 2 ;;
+        --deliver-max-age) vars+=(ORDERGATE_DELIVER_MAX_AGE "$2"); shift 2 ;;
         *) echo "dev.sh: unknown argument $1" >&2; usage ;;
     esac
 done

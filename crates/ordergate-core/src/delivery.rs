@@ -1,7 +1,8 @@
-//! Delivery's rules, for every deliverer (the server's, and the edge build's to come):
-//! the message a sink receives, the Standard Webhooks signature, the backoff between
-//! attempts, and the judgement of one attempt. No I/O and no clock: times and the
-//! random jitter are passed in.
+//! Delivery's rules, for every deliverer (the server's and the edge build's): the
+//! message a sink receives, the Standard Webhooks headers and signature, what a
+//! webhook's answer means, the backoff between attempts, the judgement of one
+//! attempt, and the delivery's state as `GET /orders/{id}/delivery` shows it. No I/O
+//! and no clock: times and the random jitter are passed in.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -61,6 +62,53 @@ pub fn webhook_signature(key: &[u8], id: &str, timestamp_s: u64, body: &[u8]) ->
     mac.update(format!("{id}.{timestamp_s}.").as_bytes());
     mac.update(body);
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// The headers of one webhook request (Standard Webhooks, plus `Idempotency-Key`):
+/// `id` is the order id, `timestamp_s` the Unix time of sending.
+pub fn webhook_headers(
+    key: &[u8],
+    id: &str,
+    timestamp_s: u64,
+    body: &[u8],
+) -> [(&'static str, String); 5] {
+    [
+        ("content-type", "application/json".to_owned()),
+        ("webhook-id", id.to_owned()),
+        ("webhook-timestamp", timestamp_s.to_string()),
+        (
+            "webhook-signature",
+            webhook_signature(key, id, timestamp_s, body),
+        ),
+        ("idempotency-key", id.to_owned()),
+    ]
+}
+
+/// What a webhook's HTTP status means: only a 2xx confirms. Anything else is worth
+/// another try (a receiver may be down, overloaded, or not yet deployed).
+pub fn webhook_answer(status: u16) -> Sent {
+    if (200..300).contains(&status) {
+        Sent::Confirmed
+    } else {
+        Sent::Transient(format!("the webhook answered {status}"))
+    }
+}
+
+/// The body of `GET /orders/{orderId}/delivery`: `{"state":…,"attempts":…,
+/// "lastError":…,"deliveredAt":…}`.
+pub fn status_json(
+    state: &str,
+    attempts: i64,
+    last_error: Option<&str>,
+    delivered_at_ms: Option<i64>,
+) -> Vec<u8> {
+    let json = serde_json::json!({
+        "state": state,
+        "attempts": attempts,
+        "lastError": last_error,
+        "deliveredAt": delivered_at_ms.map(format_timestamp),
+    });
+    json.to_string().into_bytes()
 }
 
 /// The pause before attempt `attempt + 1`: 1 s doubling to 5 min, less up to half of
@@ -207,6 +255,54 @@ mod tests {
                 error: "down".into()
             },
             "past the maximum age"
+        );
+    }
+
+    #[test]
+    fn a_webhook_request_carries_the_signature_of_its_own_id_timestamp_and_body() {
+        let key = webhook_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
+        let headers = webhook_headers(&key, "o-1", 7, b"{}");
+        let value = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(value("webhook-id").as_deref(), Some("o-1"));
+        assert_eq!(value("idempotency-key").as_deref(), Some("o-1"));
+        assert_eq!(value("webhook-timestamp").as_deref(), Some("7"));
+        assert_eq!(
+            value("webhook-signature"),
+            Some(webhook_signature(&key, "o-1", 7, b"{}"))
+        );
+    }
+
+    #[test]
+    fn only_a_2xx_confirms_a_webhook_delivery() {
+        assert_eq!(webhook_answer(200), Sent::Confirmed);
+        assert_eq!(webhook_answer(204), Sent::Confirmed);
+        for status in [199, 301, 400, 404, 500, 503] {
+            assert_eq!(
+                webhook_answer(status),
+                Sent::Transient(format!("the webhook answered {status}"))
+            );
+        }
+    }
+
+    #[test]
+    fn the_delivery_state_is_shown_with_its_time_as_rfc3339() {
+        let json: serde_json::Value =
+            serde_json::from_slice(&status_json("delivered", 2, None, Some(12))).expect("JSON");
+        assert_eq!(
+            json,
+            serde_json::json!({"state":"delivered","attempts":2,"lastError":null,
+                               "deliveredAt":"1970-01-01T00:00:00.012Z"})
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&status_json("pending", 1, Some("down"), None)).expect("JSON");
+        assert_eq!(
+            (json["lastError"].as_str(), json["deliveredAt"].is_null()),
+            (Some("down"), true)
         );
     }
 

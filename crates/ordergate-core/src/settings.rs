@@ -8,6 +8,7 @@ use crate::shard::{Layout, MAX_SHARDS, Previous};
 pub const DEFAULT_RESULT_TTL: &str = "24h";
 pub const DEFAULT_LEASE_TTL: &str = "30s";
 pub const DEFAULT_MAX_BODY: u64 = 65_536;
+pub const DEFAULT_DELIVER_MAX_AGE: &str = "72h";
 pub const MAX_BODY_LIMIT: u64 = 1_048_576;
 
 const SECOND: Duration = Duration::from_secs(1);

@@ -1,14 +1,19 @@
 //! The Worker's settings: the secret `ORDERGATE_API_KEYS` and the variables
 //! `ORDERGATE_RESULT_TTL`, `ORDERGATE_LEASE_TTL`, `ORDERGATE_MAX_BODY`,
 //! `ORDERGATE_OPEN_MODE`, `ORDERGATE_SHARDS`, `ORDERGATE_PREVIOUS_SHARDS`,
-//! `ORDERGATE_SHARDS_CHANGED_AT`, `ORDERGATE_LEGACY_TENANT` and `ORDERGATE_LIMITS`
-//! (the limits file's TOML), and whether the old worker's namespace is bound. Parsed and bounded by `ordergate_core::settings`, as
-//! the server's flags are.
+//! `ORDERGATE_SHARDS_CHANGED_AT`, `ORDERGATE_LEGACY_TENANT`, `ORDERGATE_LIMITS` (the
+//! limits file's TOML), `ORDERGATE_DELIVER` and `ORDERGATE_DELIVER_MAX_AGE` with the
+//! secret `ORDERGATE_DELIVER_SECRET`, and whether the old worker's namespace is bound.
+//! Parsed and bounded by `ordergate_core::settings`, as the server's flags are, once
+//! per isolate: an isolate runs one version of the Worker, whose settings it keeps.
 
-use std::cell::RefCell;
+use std::cell::OnceCell;
 use std::rc::Rc;
 
-use ordergate_core::settings::{self, DEFAULT_LEASE_TTL, DEFAULT_MAX_BODY, DEFAULT_RESULT_TTL};
+use ordergate_core::delivery::webhook_key;
+use ordergate_core::settings::{
+    self, DEFAULT_DELIVER_MAX_AGE, DEFAULT_LEASE_TTL, DEFAULT_MAX_BODY, DEFAULT_RESULT_TTL,
+};
 use ordergate_core::shard::Layout;
 use ordergate_core::tokens::{ApiKey, TokenTable};
 use ordergate_core::{Limits, PreTradeLimits};
@@ -32,6 +37,18 @@ pub struct Config {
     pub legacy_tenant: Option<String>,
     /// The pre-trade controls of `ORDERGATE_LIMITS`, without its rates.
     pub pretrade: Option<PreTradeLimits>,
+    /// The webhook of `ORDERGATE_DELIVER`, when orders are delivered.
+    pub delivery: Option<Webhook>,
+}
+
+/// Where accepted orders are delivered, and how.
+pub struct Webhook {
+    /// An `https://` (or, for local runs, `http://`) URL.
+    pub url: String,
+    /// The signing key of `ORDERGATE_DELIVER_SECRET`.
+    pub key: Vec<u8>,
+    /// A delivery still failing this long after its order was accepted is failed.
+    pub max_age_ms: i64,
 }
 
 /// Why order requests are answered 503: logged, never shown to clients.
@@ -41,13 +58,12 @@ pub type ConfigError = String;
 pub type Loaded = Rc<Result<Config, ConfigError>>;
 
 thread_local! {
-    /// The settings as last read, with the raw values they came from: an isolate
-    /// serves many requests, and the token table is worth building once.
-    static CACHE: RefCell<Option<(Vec<Option<String>>, Loaded)>> =
-        const { RefCell::new(None) };
+    /// The settings as first read: the token table and the limits are worth building
+    /// once, and they cannot change under a running isolate.
+    static CACHE: OnceCell<Loaded> = const { OnceCell::new() };
 }
 
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 13] = [
     "ORDERGATE_API_KEYS",
     "ORDERGATE_OPEN_MODE",
     "ORDERGATE_RESULT_TTL",
@@ -58,31 +74,33 @@ const NAMES: [&str; 10] = [
     "ORDERGATE_PREVIOUS_SHARDS",
     "ORDERGATE_SHARDS_CHANGED_AT",
     "ORDERGATE_LIMITS",
+    "ORDERGATE_DELIVER",
+    "ORDERGATE_DELIVER_SECRET",
+    "ORDERGATE_DELIVER_MAX_AGE",
 ];
+
+/// Where "the legacy namespace is bound" stands in the raw values, after the names.
+const LEGACY_BOUND: usize = NAMES.len();
 
 /// Stands in the raw values for "the legacy namespace is bound".
 const BOUND: &str = "bound";
 
-/// The settings of `env`.
+/// The settings of `env`, read on the isolate's first call.
 pub fn load(env: &Env) -> Loaded {
+    CACHE.with(|cache| cache.get_or_init(|| read(env)).clone())
+}
+
+fn read(env: &Env) -> Loaded {
     let mut raw: Vec<Option<String>> = NAMES
         .iter()
         .map(|name| env.var(name).ok().map(|v| v.to_string()))
         .collect();
     raw.push(env.kv(LEGACY_BINDING).is_ok().then(|| BOUND.to_owned()));
-    CACHE.with_borrow_mut(|cache| {
-        if let Some((seen, config)) = cache.as_ref()
-            && *seen == raw
-        {
-            return config.clone();
-        }
-        let config = Rc::new(parse(&raw));
-        if let Err(reason) = config.as_ref() {
-            worker::console_error!("ordergate-edge cannot serve orders: {reason}");
-        }
-        *cache = Some((raw, config.clone()));
-        config
-    })
+    let config = Rc::new(parse(&raw));
+    if let Err(reason) = config.as_ref() {
+        worker::console_error!("ordergate-edge cannot serve orders: {reason}");
+    }
+    config
 }
 
 fn parse(raw: &[Option<String>]) -> Result<Config, ConfigError> {
@@ -124,8 +142,11 @@ fn parse(raw: &[Option<String>]) -> Result<Config, ConfigError> {
         value(7).as_deref(),
         value(8).as_deref(),
     )?;
-    let legacy_tenant = legacy_tenant(value(6), value(10).is_some())?;
+    let legacy_tenant = legacy_tenant(value(6), value(LEGACY_BOUND).is_some())?;
     let pretrade = value(9).map(|text| pretrade(&text)).transpose()?;
+    let delivery = value(10)
+        .map(|url| webhook(&url, value(11), value(12)))
+        .transpose()?;
     Ok(Config {
         access,
         limits: Limits::new(result_ttl, lease_ttl),
@@ -133,6 +154,36 @@ fn parse(raw: &[Option<String>]) -> Result<Config, ConfigError> {
         layout,
         legacy_tenant,
         pretrade,
+        delivery,
+    })
+}
+
+/// The webhook of `ORDERGATE_DELIVER`: it needs its secret, and a URL of the web.
+fn webhook(
+    url: &str,
+    secret: Option<String>,
+    max_age: Option<String>,
+) -> Result<Webhook, ConfigError> {
+    let url = url.trim();
+    let scheme = worker::Url::parse(url)
+        .map(|u| u.scheme().to_owned())
+        .map_err(|e| format!("ORDERGATE_DELIVER: {e}"))?;
+    if !matches!(scheme.as_str(), "https" | "http") {
+        return Err(format!(
+            "ORDERGATE_DELIVER: the edge delivers to an https:// (or, locally, http://) \
+             webhook, not {scheme}://"
+        ));
+    }
+    let secret = secret.ok_or(
+        "ORDERGATE_DELIVER is set but the secret ORDERGATE_DELIVER_SECRET (whsec_…) is not",
+    )?;
+    let key = webhook_key(secret.trim()).map_err(|e| format!("ORDERGATE_DELIVER_SECRET: {e}"))?;
+    let max_age = settings::deliver_max_age(&max_age.unwrap_or(DEFAULT_DELIVER_MAX_AGE.into()))
+        .map_err(|e| format!("ORDERGATE_DELIVER_MAX_AGE: {e}"))?;
+    Ok(Webhook {
+        url: url.to_owned(),
+        key,
+        max_age_ms: settings::millis(max_age),
     })
 }
 
@@ -241,6 +292,43 @@ mod tests {
             ("ORDERGATE_RESULT_TTL", "10m"),
         ]);
         assert!(longer.contains("ORDERGATE_LEASE_TTL"), "{longer}");
+    }
+
+    #[test]
+    fn delivery_needs_a_web_url_and_its_secret() {
+        let url = ("ORDERGATE_DELIVER", "https://oms.example/hook");
+        let secret = (
+            "ORDERGATE_DELIVER_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        );
+        let config = parse(&raw(&[KEYS, url, secret])).expect("config");
+        let webhook = config.delivery.expect("a webhook");
+        assert_eq!(webhook.url, "https://oms.example/hook");
+        assert_eq!(webhook.max_age_ms, 72 * 3_600_000, "72h by default");
+        let short = parse(&raw(&[
+            KEYS,
+            url,
+            secret,
+            ("ORDERGATE_DELIVER_MAX_AGE", "2s"),
+        ]));
+        assert_eq!(
+            short.expect("config").delivery.expect("webhook").max_age_ms,
+            2_000
+        );
+        assert!(refused(&[KEYS, url]).contains("ORDERGATE_DELIVER_SECRET"));
+        assert!(
+            refused(&[KEYS, url, ("ORDERGATE_DELIVER_SECRET", "plain")])
+                .contains("ORDERGATE_DELIVER_SECRET")
+        );
+        let nats = ("ORDERGATE_DELIVER", "nats://127.0.0.1:4222/orders");
+        assert!(refused(&[KEYS, nats, secret]).contains("not nats://"));
+        assert!(
+            refused(&[KEYS, ("ORDERGATE_DELIVER", "not a url"), secret])
+                .contains("ORDERGATE_DELIVER")
+        );
+        let zero = ("ORDERGATE_DELIVER_MAX_AGE", "0s");
+        assert!(refused(&[KEYS, url, secret, zero]).contains("ORDERGATE_DELIVER_MAX_AGE"));
+        assert!(parse(&raw(&[KEYS])).expect("config").delivery.is_none());
     }
 
     #[test]

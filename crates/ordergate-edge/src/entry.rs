@@ -53,10 +53,8 @@ async fn route(req: Request, env: &Env) -> Result<Response, Refusal> {
         (["orders"], _) => not_allowed("GET,HEAD,POST"),
         (["orders", id], _) if readable => find_by_id(&req, env, usable()?, id).await,
         (["orders", _], _) => not_allowed("GET,HEAD"),
-        // Delivery is not part of the edge build: no order has a delivery to show.
-        (["orders", _, "delivery"], _) if readable => {
-            tenant_of(&req, usable()?)?;
-            Err(Refusal::NotFound)
+        (["orders", id, "delivery"], _) if readable => {
+            find_delivery(&req, env, usable()?, id).await
         }
         (["orders", _, "delivery"], _) => not_allowed("GET,HEAD"),
         (["healthz"], _) if readable => respond::text("ok").map_err(internal),
@@ -131,7 +129,7 @@ async fn submit(mut req: Request, env: &Env, config: &Config) -> Result<Response
         }
         Err(refused) => return Err(refused),
     };
-    let body = read_body(&mut req, config.max_body).await?;
+    let body = read_body(&mut req, config.max_body, declared.is_some()).await?;
     let key = intake::after_body(&post)?;
     let scoped = ScopedKey::new(tenant.clone(), key.clone());
     let now = now_ms();
@@ -185,12 +183,18 @@ async fn answer_from_earlier_shard(
     respond::answer(answer).map(Some).map_err(internal)
 }
 
-/// Step 4: the body, read as it streams in and refused as soon as it passes `max`
-/// (a body without `Content-Length` is not read whole first; a declared length over
-/// `max` was refused before).
-async fn read_body(req: &mut Request, max: u64) -> Result<Vec<u8>, Refusal> {
+/// Step 4: the body. With a declared length (within `max`: a larger one was refused
+/// before), in one call: the runtime delivers no more than the length declares.
+/// Without one, as it streams in, refused as soon as it passes `max`, never read
+/// whole first.
+async fn read_body(req: &mut Request, max: u64, declared: bool) -> Result<Vec<u8>, Refusal> {
     if req.inner().body().is_none() {
         return Ok(Vec::new());
+    }
+    if declared {
+        let body = req.bytes().await.map_err(|_| Refusal::BodyBroken)?;
+        intake::check_body_length(body.len(), max)?;
+        return Ok(body);
     }
     let mut stream = req.stream().map_err(|_| Refusal::BodyBroken)?;
     let mut body = Vec::new();
@@ -286,6 +290,29 @@ async fn find_by_id(
     }
 }
 
+/// `GET /orders/{id}/delivery`: the order's object keeps its delivery. 404 without
+/// `ORDERGATE_DELIVER`, and for the old worker's ids (imports are not delivered).
+async fn find_delivery(
+    req: &Request,
+    env: &Env,
+    config: &Config,
+    id: &str,
+) -> Result<Response, Refusal> {
+    let tenant = tenant_of(req, config)?;
+    if config.delivery.is_none() {
+        return Err(Refusal::NotFound);
+    }
+    let id = percent_decoded(id)
+        .and_then(|id| Uuid::parse_str(&id).ok())
+        .ok_or(Refusal::NotFound)?;
+    let shard = shard::of_order_id(&id).ok_or(Refusal::NotFound)?;
+    let command = Command::DeliveryById {
+        order_id: id.to_string(),
+    };
+    let reply = ask_object(env, &tenant, shard, &command, &[]).await?;
+    respond::reply(reply).map_err(internal)
+}
+
 /// A path segment as the server's router reads it: percent-decoded, UTF-8.
 fn percent_decoded(segment: &str) -> Option<String> {
     percent_encoding::percent_decode_str(segment)
@@ -320,7 +347,7 @@ async fn ask_object(
         .bytes()
         .await
         .map_err(|e| unavailable("the key shard's reply could not be read", e))?;
-    wire::decode_reply(&bytes).map_err(|e| {
+    wire::decode_reply(bytes).map_err(|e| {
         worker::console_error!("a malformed reply came from a key shard: {e}");
         Refusal::Unavailable
     })

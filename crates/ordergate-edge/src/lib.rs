@@ -12,8 +12,11 @@
 //! - [`wire`]: what the Worker and an object say to each other: a command, and a
 //!   reply that carries the record the Worker may keep.
 //! - [`object`]: the `KeyShard` Durable Object: the submission driver, lookups and
-//!   the purge alarm.
-//! - [`store`]: the object's SQL: schema, the one atomic placement, reads, purge.
+//!   the alarm (purge and delivery).
+//! - [`store`]: the object's SQL: schema, the one atomic placement (with its
+//!   delivery), reads, purge, the outbox.
+//! - [`delivery`]: a round of the object's deliveries, sent to the webhook and
+//!   judged by `ordergate_core::delivery`.
 //! - [`replays`]: the isolate's replay cache (the core's), filled with the records
 //!   objects send.
 //! - [`legacy`]: the old worker's KV namespace, read during the switch-over.
@@ -26,6 +29,7 @@
 //! is `ordergate_core::shard`'s.
 
 mod config;
+mod delivery;
 mod entry;
 mod legacy;
 mod object;

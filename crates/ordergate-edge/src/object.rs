@@ -6,17 +6,25 @@
 //! run, and the claim is won by being there. Placement is one `transactionSync`.
 //! The answer leaves only after the storage has confirmed the write (the runtime's
 //! output gate holds it, and [`KeyShard::confirm`] waits for it explicitly).
+//!
+//! One alarm serves the purge of expired records and, with `ORDERGATE_DELIVER`, the
+//! delivery of accepted orders: it is set for the earlier of the two. Its schedule is
+//! kept in SQL (when each record expires, when each delivery is due), and the alarm
+//! never throws: the platform retries a throwing alarm only a few times, then drops
+//! it, and an outbox whose alarm was dropped would wait for a request to wake it.
 
 use std::cell::Cell;
 
 use ordergate_core::{
     Answer, Conclusion, Fact, IdempotencyKey, LegacyStep, Limits, Outcome, Placement, Refusal,
-    Remember, ScopedKey, Step, Submission, TenantLimits, order::receipt_with_terms, shard,
+    Remember, ScopedKey, Step, Submission, TenantLimits, delivery::status_json,
+    order::receipt_with_terms, shard,
 };
 use std::sync::Arc;
 use worker::{DurableObject, Env, Request, Response, State, durable_object};
 
-use crate::config;
+use crate::config::{self, Webhook};
+use crate::delivery;
 use crate::platform::{now_ms, random_bytes};
 use crate::store::Tables;
 use crate::wire::{self, Command};
@@ -27,6 +35,9 @@ const PURGE_BATCH: i64 = 500;
 /// When more expired records are left, the next batch follows this soon.
 const PURGE_AGAIN_MS: i64 = 1_000;
 
+/// When the storage failed in an alarm, it tries again this soon.
+const ALARM_RETRY_MS: i64 = 5_000;
+
 #[durable_object]
 pub struct KeyShard {
     state: State,
@@ -34,8 +45,11 @@ pub struct KeyShard {
     env: Env,
     /// `None` if the tables could not be opened (logged; every request gets 503).
     tables: Option<Tables>,
-    /// An alarm is known to be set: no need to ask the storage on each placement.
-    alarm_set: Cell<bool>,
+    /// When the alarm is known to be set for, if it is: no need to ask the storage on
+    /// each placement.
+    alarm_at: Cell<Option<i64>>,
+    /// An alarm is sending deliveries (only one round at a time).
+    delivering: Cell<bool>,
 }
 
 impl DurableObject for KeyShard {
@@ -47,7 +61,8 @@ impl DurableObject for KeyShard {
             state,
             env,
             tables,
-            alarm_set: Cell::new(false),
+            alarm_at: Cell::new(None),
+            delivering: Cell::new(false),
         }
     }
 
@@ -65,21 +80,72 @@ impl DurableObject for KeyShard {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        self.alarm_set.set(false);
-        if let Some(shard) = &self.tables {
-            let now = now_ms();
-            let purged = shard.purge_expired(now, PURGE_BATCH)?;
-            let next = if purged as i64 == PURGE_BATCH {
-                Some(now + PURGE_AGAIN_MS)
-            } else {
-                shard.next_expiry()?
-            };
-            if let Some(at) = next {
-                self.set_alarm(at).await?;
+        self.alarm_at.set(None);
+        if let Some(tables) = &self.tables {
+            let next = self.alarm_work(tables).await;
+            if let Some(at) = next
+                && let Err(e) = self.set_alarm(at).await
+            {
+                worker::console_error!("the shard's next alarm could not be set: {e}");
             }
         }
-        Response::ok("purged")
+        Response::ok("")
     }
+}
+
+impl KeyShard {
+    /// One alarm's purge and delivery round; when the next alarm is due. Failures are
+    /// logged and tried again soon, never thrown.
+    async fn alarm_work(&self, tables: &Tables) -> Option<i64> {
+        let now = now_ms();
+        let mut soon = match tables.purge_expired(now, PURGE_BATCH) {
+            Ok(purged) if purged as i64 == PURGE_BATCH => Some(now + PURGE_AGAIN_MS),
+            Ok(_) => None,
+            Err(e) => {
+                worker::console_error!("the purge of expired records failed: {e}");
+                Some(now + ALARM_RETRY_MS)
+            }
+        };
+        let loaded = config::load(&self.env);
+        let webhook = webhook_of(&loaded);
+        if let Some(webhook) = webhook
+            && !self.delivering.replace(true)
+        {
+            let round = delivery::round(tables, webhook).await;
+            self.delivering.set(false);
+            match round {
+                Ok(true) => soon = Some(now_ms()),
+                Ok(false) => {}
+                Err(e) => {
+                    worker::console_error!("a delivery round failed in the storage: {e}");
+                    soon = Some(now_ms() + ALARM_RETRY_MS);
+                }
+            }
+        }
+        // Read after the round, with no await before the alarm is set: a placement made
+        // while the round was sending is in what is read.
+        let scheduled = next_alarm(tables, webhook.is_some()).unwrap_or_else(|e| {
+            worker::console_error!("the shard's schedule could not be read: {e}");
+            Some(now_ms() + ALARM_RETRY_MS)
+        });
+        [soon, scheduled].into_iter().flatten().min()
+    }
+}
+
+/// The webhook of `ORDERGATE_DELIVER`, if orders are delivered.
+fn webhook_of(loaded: &config::Loaded) -> Option<&Webhook> {
+    loaded.as_ref().as_ref().ok()?.delivery.as_ref()
+}
+
+/// The earlier of the next expiry and, when delivering, the next due delivery.
+fn next_alarm(tables: &Tables, delivering: bool) -> worker::Result<Option<i64>> {
+    let expiry = tables.next_expiry()?;
+    let due = if delivering {
+        tables.next_delivery()?
+    } else {
+        None
+    };
+    Ok([expiry, due].into_iter().flatten().min())
 }
 
 /// One `POST /orders` as the object received it.
@@ -93,6 +159,8 @@ struct Incoming<'a> {
     legacy: Option<String>,
     /// The tenant's pre-trade limits, with `ORDERGATE_LIMITS`.
     controls: Option<Arc<TenantLimits>>,
+    /// A new order is delivered (`ORDERGATE_DELIVER`).
+    deliver: bool,
 }
 
 /// A submission as it ended in the object's turn.
@@ -100,6 +168,8 @@ struct Driven {
     conclusion: Conclusion,
     /// It wrote to the storage: the answer waits until the write is confirmed.
     wrote: bool,
+    /// It placed an order to deliver: the alarm must come now.
+    to_deliver: bool,
 }
 
 impl KeyShard {
@@ -121,7 +191,7 @@ impl KeyShard {
                 let Ok(key) = IdempotencyKey::from_decoded(&key) else {
                     return (Answer::refusal(&Refusal::Internal), None);
                 };
-                let Ok(controls) = self.controls_for(&tenant) else {
+                let Ok((controls, deliver)) = self.settings_for(&tenant) else {
                     return (Answer::refusal(&Refusal::NotConfigured), None);
                 };
                 let incoming = Incoming {
@@ -134,23 +204,29 @@ impl KeyShard {
                     },
                     legacy,
                     controls,
+                    deliver,
                 };
                 self.submit(store, incoming).await
             }
             Command::RecordByKey { key } => record(store, &key),
             Command::OrderById { order_id } => (found(store.order_by_id(&order_id)), None),
             Command::OrderByKey { key } => (found(store.order_by_key(&key)), None),
+            Command::DeliveryById { order_id } => (delivery_state(store, &order_id), None),
         }
     }
 
-    /// The tenant's limits, read from the object's own settings (the Worker checked
-    /// them before it sent the order here); `Err` if they cannot be read.
-    fn controls_for(&self, tenant: &str) -> Result<Option<Arc<TenantLimits>>, ()> {
+    /// The tenant's limits, and whether its orders are delivered, from the object's
+    /// own settings (the Worker checked them before it sent the order here); `Err` if
+    /// they cannot be read.
+    fn settings_for(&self, tenant: &str) -> Result<(Option<Arc<TenantLimits>>, bool), ()> {
         match config::load(&self.env).as_ref() {
-            Ok(config) => Ok(config
-                .pretrade
-                .as_ref()
-                .map(|limits| limits.for_tenant(tenant).clone())),
+            Ok(config) => Ok((
+                config
+                    .pretrade
+                    .as_ref()
+                    .map(|limits| limits.for_tenant(tenant).clone()),
+                config.delivery.is_some(),
+            )),
             Err(_) => Err(()),
         }
     }
@@ -165,10 +241,11 @@ impl KeyShard {
                     remember: None,
                 },
                 wrote: false,
+                to_deliver: false,
             }
         });
         if driven.wrote
-            && let Err(e) = self.confirm(store, limits).await
+            && let Err(e) = self.confirm(store, limits, driven.to_deliver).await
         {
             worker::console_error!("the storage did not confirm a placement: {e}");
             return (Answer::refusal(&Refusal::Unavailable), None);
@@ -187,8 +264,10 @@ impl KeyShard {
             limits,
             legacy,
             controls,
+            deliver,
         } = incoming;
         let record_key = key.key.as_str().to_owned();
+        let tenant = key.tenant.clone();
         let mut submission = Submission::new(key, body, now, limits);
         if let Some(controls) = controls {
             submission = submission.with_controls(controls);
@@ -196,7 +275,7 @@ impl KeyShard {
         if let Some(stored) = legacy {
             submission = submission.with_legacy(stored.into_bytes());
         }
-        let mut wrote = false;
+        let (mut wrote, mut to_deliver) = (false, false);
         let mut step = submission.start();
         loop {
             step = match step {
@@ -215,8 +294,11 @@ impl KeyShard {
                 }),
                 Step::Place(order) => {
                     let expires = now.saturating_add(limits.result_ttl_ms);
-                    let placement = store.place(&self.state, &record_key, &order, expires)?;
+                    let deliver_for = deliver.then_some(tenant.as_str());
+                    let placement =
+                        store.place(&self.state, &record_key, &order, expires, deliver_for)?;
                     wrote = matches!(placement, Placement::Placed);
+                    to_deliver = wrote && deliver;
                     submission.step(Fact::Placed(placement))
                 }
                 // The edge keeps no rate (its limits have none), so none is ever asked for.
@@ -234,19 +316,34 @@ impl KeyShard {
                     wrote = true;
                     submission.step(Fact::Imported)
                 }
-                Step::Done(conclusion) => return Ok(Driven { conclusion, wrote }),
+                Step::Done(conclusion) => {
+                    return Ok(Driven {
+                        conclusion,
+                        wrote,
+                        to_deliver,
+                    });
+                }
             };
         }
     }
 
-    /// Waits until the storage has the placement, and makes sure an alarm will purge
-    /// its record once it expires.
-    async fn confirm(&self, shard: &Tables, limits: Limits) -> worker::Result<()> {
+    /// Waits until the storage has the placement, and makes sure an alarm will come:
+    /// at once for an order to deliver (set before the wait, so that the alarm is
+    /// committed with the order), or when the next record expires.
+    async fn confirm(
+        &self,
+        shard: &Tables,
+        limits: Limits,
+        to_deliver: bool,
+    ) -> worker::Result<()> {
+        let now = now_ms();
+        if to_deliver && self.alarm_at.get().is_none_or(|at| at > now) {
+            self.set_alarm(now).await?;
+        }
         self.state.storage().sync().await?;
-        if !self.alarm_set.get() {
-            let existing = self.state.storage().get_alarm().await?;
-            match existing {
-                Some(_) => self.alarm_set.set(true),
+        if self.alarm_at.get().is_none() {
+            match self.state.storage().get_alarm().await? {
+                Some(at) => self.alarm_at.set(Some(at)),
                 None => {
                     let at = shard
                         .next_expiry()?
@@ -261,7 +358,7 @@ impl KeyShard {
     async fn set_alarm(&self, at_ms: i64) -> worker::Result<()> {
         let offset = at_ms.saturating_sub(now_ms()).max(0);
         self.state.storage().set_alarm(offset).await?;
-        self.alarm_set.set(true);
+        self.alarm_at.set(Some(at_ms));
         Ok(())
     }
 }
@@ -283,6 +380,24 @@ fn record(store: &Tables, key: &str) -> (Answer, Option<Remember>) {
         Err(e) => {
             worker::console_error!("a record lookup failed in the object's storage: {e}");
             (Answer::refusal(&Refusal::Unavailable), None)
+        }
+    }
+}
+
+/// `GET /orders/{id}/delivery` in the order's object: 404 for an order it has not
+/// delivered (an import from the old worker, or one placed without delivery).
+fn delivery_state(store: &Tables, order_id: &str) -> Answer {
+    match store.delivery_of(order_id) {
+        Ok(Some(d)) => Answer::order(status_json(
+            &d.state,
+            d.attempts,
+            d.last_error.as_deref(),
+            d.delivered_ms,
+        )),
+        Ok(None) => Answer::refusal(&Refusal::NotFound),
+        Err(e) => {
+            worker::console_error!("a delivery lookup failed in the object's storage: {e}");
+            Answer::refusal(&Refusal::Unavailable)
         }
     }
 }

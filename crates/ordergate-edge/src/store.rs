@@ -1,7 +1,8 @@
-//! One `KeyShard` object's SQL: its schema, the atomic placement, reads and the
-//! purge. Synchronous, like the SQL API itself: nothing here awaits, so nothing
+//! One `KeyShard` object's SQL: its schema, the atomic placement (with its delivery,
+//! when orders are delivered), reads, the purge, and the outbox's reads and writes. Synchronous, like the SQL API itself: nothing here awaits, so nothing
 //! else runs in the object between a read and the write that depends on it.
 
+use ordergate_core::delivery::Verdict;
 use ordergate_core::{
     FinishedRecord, LegacyImport, LiveRecord, OrderToPlace, Placement, RecordRow,
 };
@@ -13,7 +14,12 @@ use crate::platform::atomically;
 /// `expires_ms`, by the object's clock. `WITHOUT ROWID`: the primary key is the table,
 /// so a placement writes 4 rows (each table and its one index) instead of 6, and rows
 /// written are what Cloudflare bills a SQLite-backed object for.
-const SCHEMA: [&str; 4] = [
+///
+/// `deliveries` is the outbox: one row per order to deliver, kept (as the server keeps
+/// its delivery state) so that its state stays visible. Its rowid is the `sequence`
+/// of the message, increasing within the object; the partial index holds only what
+/// is still pending, so the alarm's reads stay small however many were delivered.
+const SCHEMA: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS orders (
         order_id TEXT PRIMARY KEY,
         idempotency_key TEXT NOT NULL,
@@ -30,7 +36,45 @@ const SCHEMA: [&str; 4] = [
         expires_ms INTEGER NOT NULL
     ) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS records_by_expiry ON records (expires_ms)",
+    "CREATE TABLE IF NOT EXISTS deliveries (
+        sequence INTEGER PRIMARY KEY,
+        order_id TEXT NOT NULL UNIQUE REFERENCES orders (order_id),
+        tenant TEXT NOT NULL,
+        accepted_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_error TEXT,
+        due_ms INTEGER,
+        delivered_ms INTEGER
+    )",
+    "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (due_ms) WHERE state = 'pending'",
 ];
+
+/// Sequences are never reused: rows are never deleted, so SQLite's next rowid (the
+/// largest plus one) only grows.
+const PUT_DELIVERY: &str = "INSERT INTO deliveries
+    (order_id, tenant, accepted_ms, state, attempts, due_ms) VALUES (?, ?, ?, 'pending', 0, ?)";
+
+const DUE_DELIVERIES: &str = "SELECT d.sequence, d.order_id, d.tenant, d.accepted_ms,
+        d.attempts, o.body
+    FROM deliveries d JOIN orders o ON o.order_id = d.order_id
+    WHERE d.state = 'pending' AND d.due_ms <= ? ORDER BY d.due_ms LIMIT ?";
+
+const DELIVERED: &str = "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,
+        last_error = NULL, delivered_ms = ?, due_ms = NULL
+    WHERE order_id = ? AND state = 'pending'";
+
+const RETRY: &str = "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, due_ms = ?
+    WHERE order_id = ? AND state = 'pending'";
+
+const FAILED: &str = "UPDATE deliveries SET state = 'failed', attempts = attempts + 1,
+        last_error = ?, due_ms = NULL
+    WHERE order_id = ? AND state = 'pending'";
+
+const NEXT_DELIVERY: &str = "SELECT MIN(due_ms) FROM deliveries WHERE state = 'pending'";
+
+const DELIVERY_OF: &str =
+    "SELECT state, attempts, last_error, delivered_ms FROM deliveries WHERE order_id = ?";
 
 const LIVE_RECORD: &str = "SELECT r.fingerprint, r.status, r.location, o.body, r.expires_ms
     FROM records r JOIN orders o ON o.order_id = r.order_id
@@ -62,6 +106,26 @@ const PURGE_EXPIRED: &str = "DELETE FROM records WHERE idempotency_key IN
     (SELECT idempotency_key FROM records WHERE expires_ms <= ? ORDER BY expires_ms LIMIT ?)";
 
 const NEXT_EXPIRY: &str = "SELECT MIN(expires_ms) FROM records";
+
+/// A delivery the alarm may send now.
+pub struct DueDelivery {
+    pub sequence: i64,
+    pub order_id: String,
+    pub tenant: String,
+    pub accepted_ms: i64,
+    /// Attempts before this one.
+    pub attempts: i64,
+    /// The order's JSON, as in its 201.
+    pub order: Vec<u8>,
+}
+
+/// Where one delivery stands, for `GET /orders/{id}/delivery`.
+pub struct DeliveryState {
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub delivered_ms: Option<i64>,
+}
 
 /// Where an order row goes.
 struct OrderRow<'a> {
@@ -107,13 +171,15 @@ impl Tables {
     }
 
     /// Claim, order and answer in one transaction, unless the key has a live record
-    /// (then that record is the answer).
+    /// (then that record is the answer). With `deliver_for` (the order's tenant), the
+    /// order's delivery is in the same transaction, due at once.
     pub fn place(
         &self,
         state: &State,
         key: &str,
         order: &OrderToPlace,
         expires_ms: i64,
+        deliver_for: Option<&str>,
     ) -> worker::Result<Placement> {
         let accepted_ms = order.order.accepted_at_ms;
         let record = FinishedRecord {
@@ -131,6 +197,17 @@ impl Tables {
                 accepted_ms,
             };
             self.write(PUT_ORDER, &row, &record, expires_ms)?;
+            if let Some(tenant) = deliver_for {
+                self.sql.exec(
+                    PUT_DELIVERY,
+                    vec![
+                        order_id.as_str().into(),
+                        tenant.into(),
+                        accepted_ms.into(),
+                        accepted_ms.into(),
+                    ],
+                )?;
+            }
             Ok(Placement::Placed)
         })
     }
@@ -209,10 +286,70 @@ impl Tables {
 
     /// When the next record expires, if any is left.
     pub fn next_expiry(&self) -> worker::Result<Option<i64>> {
-        let cursor = self.sql.exec(NEXT_EXPIRY, None)?;
+        self.first_integer(NEXT_EXPIRY)
+    }
+
+    /// At most `limit` deliveries due at `now_ms`, the longest due first.
+    pub fn due_deliveries(&self, now_ms: i64, limit: usize) -> worker::Result<Vec<DueDelivery>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let cursor = self
+            .sql
+            .exec(DUE_DELIVERIES, vec![now_ms.into(), limit.into()])?;
+        let mut due = Vec::new();
+        for row in cursor.raw() {
+            let [sequence, order_id, tenant, accepted_ms, attempts, order] = columns(row?)?;
+            due.push(DueDelivery {
+                sequence: integer(sequence)?,
+                order_id: text(order_id)?,
+                tenant: text(tenant)?,
+                accepted_ms: integer(accepted_ms)?,
+                attempts: integer(attempts)?,
+                order: blob(order)?,
+            });
+        }
+        Ok(due)
+    }
+
+    /// What came of one attempt of the delivery of `order_id` (one statement, atomic
+    /// by itself).
+    pub fn record_delivery(&self, order_id: &str, verdict: &Verdict) -> worker::Result<()> {
+        let id: SqlStorageValue = order_id.into();
+        let (query, bindings) = match verdict {
+            Verdict::Delivered { at_ms } => (DELIVERED, vec![(*at_ms).into(), id]),
+            Verdict::Retry { error, next_at_ms } => {
+                (RETRY, vec![error.as_str().into(), (*next_at_ms).into(), id])
+            }
+            Verdict::Failed { error } => (FAILED, vec![error.as_str().into(), id]),
+        };
+        self.sql.exec(query, bindings)?;
+        Ok(())
+    }
+
+    /// When the next pending delivery is due, if any is pending.
+    pub fn next_delivery(&self) -> worker::Result<Option<i64>> {
+        self.first_integer(NEXT_DELIVERY)
+    }
+
+    /// The delivery of an order of this object, if it has one.
+    pub fn delivery_of(&self, order_id: &str) -> worker::Result<Option<DeliveryState>> {
+        let cursor = self.sql.exec(DELIVERY_OF, vec![order_id.into()])?;
+        let Some(row) = cursor.raw().next().transpose()? else {
+            return Ok(None);
+        };
+        let [state, attempts, last_error, delivered_ms] = columns(row)?;
+        Ok(Some(DeliveryState {
+            state: text(state)?,
+            attempts: integer(attempts)?,
+            last_error: nullable(last_error, text)?,
+            delivered_ms: nullable(delivered_ms, integer)?,
+        }))
+    }
+
+    fn first_integer(&self, query: &str) -> worker::Result<Option<i64>> {
+        let cursor = self.sql.exec(query, None)?;
         match cursor.raw().next().transpose()? {
             Some(row) => match row.into_iter().next() {
-                Some(SqlStorageValue::Integer(ms)) => Ok(Some(ms)),
+                Some(SqlStorageValue::Integer(n)) => Ok(Some(n)),
                 _ => Ok(None),
             },
             None => Ok(None),
@@ -249,6 +386,16 @@ fn text(value: SqlStorageValue) -> worker::Result<String> {
     match value {
         SqlStorageValue::String(s) => Ok(s),
         _ => Err(worker::Error::from("a stored value is not TEXT")),
+    }
+}
+
+fn nullable<T>(
+    value: SqlStorageValue,
+    read: fn(SqlStorageValue) -> worker::Result<T>,
+) -> worker::Result<Option<T>> {
+    match value {
+        SqlStorageValue::Null => Ok(None),
+        value => read(value).map(Some),
     }
 }
 

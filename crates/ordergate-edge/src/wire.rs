@@ -33,6 +33,9 @@ pub enum Command {
     OrderById { order_id: String },
     /// `GET /orders?idempotencyKey=K`.
     OrderByKey { key: String },
+    /// `GET /orders/{id}/delivery`.
+    #[serde(rename_all = "camelCase")]
+    DeliveryById { order_id: String },
 }
 
 /// The request body an object receives.
@@ -117,26 +120,31 @@ pub fn encode_reply(answer: &Answer, remember: Option<&Remember>) -> Vec<u8> {
     bytes
 }
 
-pub fn decode_reply(bytes: &[u8]) -> Result<Reply, String> {
-    let (line, rest) = split_line(bytes)?;
+/// The reply in `bytes`, whose answer body is cut out of them rather than copied.
+pub fn decode_reply(mut bytes: Vec<u8>) -> Result<Reply, String> {
+    let (line, rest) = split_line(&bytes)?;
     let line: ReplyLine = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    let body = rest
-        .get(..line.body_len)
+    let start = bytes.len() - rest.len();
+    let end = start
+        .checked_add(line.body_len)
+        .filter(|&end| end <= bytes.len())
         .ok_or("a reply shorter than its body")?;
-    let after = &rest[line.body_len..];
+    let after = bytes.split_off(end);
+    bytes.drain(..start);
+    let body = bytes;
     let keep = match line.keep {
         None => None,
         Some(keep) => {
             let fingerprint =
                 Fingerprint::from_hex(&keep.fingerprint).ok_or("a malformed fingerprint")?;
-            let record_body = if keep.same_body { body } else { after };
+            let record_body = if keep.same_body { body.clone() } else { after };
             Some(Kept {
                 record: FinishedRecord {
                     fingerprint,
                     response: StoredResponse {
                         status: keep.status,
                         location: keep.location,
-                        body: record_body.to_vec(),
+                        body: record_body,
                     },
                 },
                 expires_at_ms: keep.expires_at_ms,
@@ -147,7 +155,7 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply, String> {
     Ok(Reply {
         status: line.status,
         headers: line.headers,
-        body: body.to_vec(),
+        body,
         keep,
     })
 }
@@ -245,7 +253,7 @@ mod tests {
             request_carries_payload: false,
         };
         let answer = Answer::refusal(&Refusal::KeyReused);
-        let reply = decode_reply(&encode_reply(&answer, Some(&remember))).expect("decodes");
+        let reply = decode_reply(encode_reply(&answer, Some(&remember))).expect("decodes");
         assert_eq!((reply.status, reply.body), (422, answer.body.clone()));
         let keep = reply.keep.expect("a record to keep");
         assert_eq!(keep.record, kept, "the 201 as stored, body and all");
@@ -265,7 +273,7 @@ mod tests {
         let bytes = encode_reply(&answer, Some(&remember));
         let line_end = bytes.iter().position(|&b| b == b'\n').expect("a line");
         assert_eq!(&bytes[line_end + 1..], kept.response.body, "the body once");
-        let reply = decode_reply(&bytes).expect("decodes");
+        let reply = decode_reply(bytes.clone()).expect("decodes");
         assert_eq!(reply.status, 201);
         let keep = reply.keep.expect("a record to keep");
         assert_eq!((keep.record, keep.carries_payload), (kept, true));
@@ -282,14 +290,14 @@ mod tests {
         let answer = Answer::order(b"{\"a\":1}".to_vec());
         let bytes = encode_reply(&answer, None);
         assert!(
-            decode_reply(&bytes[..bytes.len() - 1]).is_err(),
+            decode_reply(bytes[..bytes.len() - 1].to_vec()).is_err(),
             "shorter than its body"
         );
         let bent = String::from_utf8(bytes).expect("utf-8").replace("\"keep\":null", "\"keep\":{\"fingerprint\":\"zz\",\"expiresAtMs\":1,\"carriesPayload\":false,\"status\":201,\"location\":\"/\",\"sameBody\":true}");
         assert!(
-            decode_reply(bent.as_bytes()).is_err(),
+            decode_reply(bent.into_bytes()).is_err(),
             "a malformed fingerprint"
         );
-        assert!(decode_reply(b"no line").is_err());
+        assert!(decode_reply(b"no line".to_vec()).is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use ordergate_core::delivery::webhook_signature;
+use ordergate_core::delivery::{webhook_answer, webhook_headers};
 
 use super::{Message, Sent, Sink};
 
@@ -41,22 +41,12 @@ impl Webhook {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let signature = webhook_signature(&self.key, &id, timestamp, &message.body);
-        let sent = self
-            .client
-            .post(self.url.clone())
-            .header("content-type", "application/json")
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .header("idempotency-key", &id)
-            .body(message.body.clone())
-            .send()
-            .await;
-        // Any answer but a 2xx is retried (a receiver may be down or not yet deployed).
-        match sent {
-            Ok(response) if response.status().is_success() => Sent::Confirmed,
-            Ok(response) => Sent::Transient(format!("the webhook answered {}", response.status())),
+        let mut request = self.client.post(self.url.clone());
+        for (name, value) in webhook_headers(&self.key, &id, timestamp, &message.body) {
+            request = request.header(name, value);
+        }
+        match request.body(message.body.clone()).send().await {
+            Ok(response) => webhook_answer(response.status().as_u16()),
             Err(e) => Sent::Transient(crate::telemetry::cause_chain(&e)),
         }
     }

@@ -84,13 +84,12 @@ pub async fn delivery(
 }
 
 fn delivery_json(status: &crate::store::DeliveryStatus) -> Vec<u8> {
-    let json = serde_json::json!({
-        "state": status.state,
-        "attempts": status.attempts,
-        "lastError": status.last_error,
-        "deliveredAt": status.delivered_at_ms.map(ordergate_core::order::format_timestamp),
-    });
-    json.to_string().into_bytes()
+    ordergate_core::delivery::status_json(
+        &status.state,
+        status.attempts,
+        status.last_error.as_deref(),
+        status.delivered_at_ms,
+    )
 }
 
 /// `GET /orders?idempotencyKey=K`: "did my order go through?", without placing one.

@@ -89,10 +89,15 @@ async fn receive(
         let ms = received.slow_ms.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(u64::try_from(ms).unwrap_or(0))).await;
     }
-    let failing = received.fail_first.load(Ordering::SeqCst);
-    if failing > 0 {
-        received.fail_first.store(failing - 1, Ordering::SeqCst);
-        return StatusCode::INTERNAL_SERVER_ERROR;
+    if let Ok(failing) = received
+        .fail_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+    {
+        // An outage looks like both: a proxy's 503 and a crashing receiver's 500.
+        return match failing % 2 {
+            0 => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
     }
     let json: serde_json::Value = serde_json::from_slice(&body).expect("a JSON message");
     assert_eq!(
@@ -157,6 +162,16 @@ async fn settled(app: &TestApp, id: &str) -> serde_json::Value {
     delivery
 }
 
+/// Where a `sequence` is unique: the server's database, or at the edge the Durable
+/// Object of the order (its shard, which the order id carries).
+fn sequence_scope(db: Db, order_id: &str) -> Option<u16> {
+    let id = uuid::Uuid::parse_str(order_id).expect("an order id");
+    match db {
+        Db::Edge => Some(ordergate_core::shard::of_order_id(&id).expect("an edge id")),
+        _ => None,
+    }
+}
+
 async fn a_webhook_gets_every_order_once_signed_and_the_state_says_delivered(db: Db) {
     let (addr, received) = receiver(0).await;
     let app = delivering_to(db, addr).await;
@@ -169,7 +184,12 @@ async fn a_webhook_gets_every_order_once_signed_and_the_state_says_delivered(db:
         let messages = &seen[id];
         assert_eq!(messages[0]["type"], "order.accepted");
         assert_eq!(messages[0]["tenant"], "acme");
-        assert!(sequences.insert(messages[0]["sequence"].as_i64().expect("sequence")));
+        let sequence = messages[0]["sequence"].as_i64().expect("sequence");
+        assert!(sequence >= 1, "{sequence}");
+        assert!(
+            sequences.insert((sequence_scope(db, id), sequence)),
+            "sequence {sequence} twice"
+        );
     }
     for id in &ids {
         // Confirmed by the receiver, the record is written a moment later.
@@ -213,6 +233,58 @@ async fn a_webhook_that_times_out_is_retried_and_a_slow_one_is_waited_for(db: Db
         (delivery["state"].as_str(), delivery["attempts"].as_i64()),
         (Some("delivered"), Some(1))
     );
+    app.stop().await;
+}
+
+/// A receiver that answers 503 and 500 for a while: once it recovers every order
+/// arrives, each once, and the attempts shown count every request it refused.
+async fn a_receiver_that_fails_for_a_while_gets_every_order_when_it_recovers(db: Db) {
+    let (addr, received) = receiver(12).await;
+    let app = delivering_to(db, addr).await;
+    let ids = place(&app, "outage", 6).await;
+    until("all delivered", || received.orders().len() == ids.len()).await;
+    let mut attempts = 0;
+    for id in &ids {
+        let delivery = settled(&app, id).await;
+        assert_eq!(delivery["state"], "delivered", "{delivery}");
+        assert!(delivery["lastError"].is_null(), "{delivery}");
+        attempts += delivery["attempts"].as_i64().expect("attempts");
+    }
+    let requests = received.requests.load(Ordering::SeqCst);
+    assert_eq!(
+        attempts,
+        i64::try_from(requests).expect("count"),
+        "every request the receiver got is one attempt of one delivery"
+    );
+    assert_eq!(requests, 12 + ids.len(), "12 refused, then each order once");
+    assert!(received.orders().values().all(|&n| n == 1));
+    assert_eq!(received.bad_signatures.load(Ordering::SeqCst), 0);
+    app.stop().await;
+}
+
+/// A receiver that never takes the order: `failed` once the maximum age has passed,
+/// with the receiver's last answer.
+async fn a_delivery_that_never_succeeds_is_failed_after_its_max_age(db: Db) {
+    let (addr, received) = receiver(usize::MAX).await;
+    let url = format!("http://{addr}/hook");
+    let flags = [
+        "--deliver",
+        &url,
+        "--deliver-secret",
+        SECRET,
+        "--deliver-max-age",
+        "2s",
+    ];
+    let app = spawn_app_with(db, &flags).await;
+    let ids = place(&app, "doomed", 1).await;
+    let delivery = settled(&app, &ids[0]).await;
+    assert_eq!(delivery["state"], "failed", "{delivery}");
+    let attempts = delivery["attempts"].as_i64().expect("attempts");
+    assert!(attempts >= 2, "retried before it was given up: {delivery}");
+    let error = delivery["lastError"].as_str().expect("an error");
+    assert!(error.contains("500") || error.contains("503"), "{error}");
+    assert!(delivery["deliveredAt"].is_null());
+    assert!(received.orders().is_empty());
     app.stop().await;
 }
 
@@ -358,13 +430,54 @@ async fn orders_taken_while_jetstream_is_down_are_delivered_when_it_is_back(db: 
     app.stop().await;
 }
 
-on_each_backend!(
+on_each_target!(
     a_webhook_gets_every_order_once_signed_and_the_state_says_delivered,
     a_webhook_that_times_out_is_retried_and_a_slow_one_is_waited_for,
-    without_deliver_nothing_is_recorded_and_the_delivery_is_404,
+    a_receiver_that_fails_for_a_while_gets_every_order_when_it_recovers,
+    a_delivery_that_never_succeeds_is_failed_after_its_max_age,
+    without_deliver_nothing_is_recorded_and_the_delivery_is_404;
+    // The edge delivers to webhooks only.
+    servers only:
     jetstream_gets_exactly_one_message_per_order,
     orders_taken_while_jetstream_is_down_are_delivered_when_it_is_back,
 );
+
+/// At the edge: `kill -9` of the runtime while every delivery is pending (the
+/// receiver was down), then the runtime started again on the same state and no
+/// request sent to any object: the objects' alarms resume by themselves and every
+/// acknowledged order arrives, each once (none had been confirmed before the kill).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_edge_a_kill_9_with_deliveries_pending_loses_none_and_alarms_resume_alone() {
+    let (addr, received) = receiver(usize::MAX).await;
+    let mut app = delivering_to(Db::Edge, addr).await;
+    let ids = place(&app, "crash", 24).await;
+    until("every order tried once", || {
+        received.requests.load(Ordering::SeqCst) >= ids.len()
+    })
+    .await;
+    let mut edge = app.edge.take().expect("the edge");
+    edge.kill_9();
+    received.fail_first.store(0, Ordering::SeqCst);
+    let refused = received.requests.load(Ordering::SeqCst);
+    // Only /healthz is asked, to know it serves: it reaches no object.
+    let edge = edge.start_again().await;
+    until("every order delivered after the restart", || {
+        received.orders().len() == ids.len()
+    })
+    .await;
+    let counts = received.orders();
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    assert!(ids.iter().all(|id| counts.contains_key(id)));
+    app.addr = edge.addr;
+    app.edge = Some(edge);
+    for id in &ids {
+        let delivery = settled(&app, id).await;
+        assert_eq!(delivery["state"], "delivered", "{delivery}");
+        assert!(delivery["attempts"].as_i64().expect("attempts") >= 2);
+    }
+    assert!(refused >= ids.len());
+    app.stop().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_while_delivering_under_load_then_restart_delivers_every_acknowledged_order() {

@@ -165,6 +165,45 @@ impl Edge {
         assert!(address_free, "workerd is gone and its port is free");
     }
 
+    /// `kill -9` of the runtime: the runner, wrangler, workerd and every other process
+    /// below it, all at once, with nothing stopped cleanly.
+    pub fn kill_9(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let mut tree = vec![child.id()];
+        let mut seen = 0;
+        while seen < tree.len() {
+            let parent = tree[seen];
+            tree.extend(children_of(parent));
+            seen += 1;
+        }
+        let pids: Vec<String> = tree.iter().map(u32::to_string).collect();
+        let status = Command::new("kill")
+            .arg("-KILL")
+            .args(&pids)
+            .status()
+            .expect("kill");
+        assert!(status.success(), "SIGKILL sent to {pids:?}");
+        child.wait().expect("the runner is reaped");
+        for pid in &tree {
+            let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while proc_dir.exists() && !is_zombie(&proc_dir) {
+                assert!(Instant::now() < deadline, "process {pid} outlived SIGKILL");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// After [`Edge::kill_9`]: the runtime started again on the same state directory,
+    /// with the same settings, on a new port.
+    pub async fn start_again(self) -> Edge {
+        assert!(self.child.is_none(), "start_again follows kill_9");
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Self::launch(self.script, &self.state, &args).await
+    }
+
     /// Stops this one (SIGTERM) and starts another on the same state directory, with
     /// the same settings, on a new port.
     pub async fn restart(self) -> Edge {
@@ -230,6 +269,34 @@ impl Drop for Edge {
             let _ = child.wait();
         }
     }
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let child: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid …`: comm may hold spaces, so read after its ')'.
+            let after = stat.rsplit_once(')')?.1;
+            let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == pid).then_some(child)
+        })
+        .collect()
+}
+
+fn is_zombie(proc_dir: &Path) -> bool {
+    std::fs::read_to_string(proc_dir.join("stat"))
+        .ok()
+        .and_then(|stat| {
+            let after = stat.rsplit_once(')')?.1.to_owned();
+            after.split_whitespace().next().map(|s| s == "Z")
+        })
+        .unwrap_or(true)
 }
 
 /// One object's database, read-only (workerd may still be writing it).
