@@ -4,6 +4,10 @@
 # CONFIG, persisting under STATE/data. Offline: no metrics, no Cloudflare lookups.
 # SIGTERM or SIGINT stops workerd and every child, then exits 0. Shared by dev.sh and
 # the old worker's runner (bench/old-worker/run.sh).
+#
+# With ORDERGATE_EDGE_RUNNER=bare, the same Worker runs on the same workerd through
+# Miniflare's API instead (serve-bare.mjs: no dev proxy, no inspector), on the same
+# state. It needs ENV_FILE to be CONFIG's .dev.vars, as dev.sh writes it.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 config="$1" state="$2" listen="$3" env_file="${4:-}"
@@ -16,14 +20,22 @@ export CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_METRICS=false
 export WRANGLER_LOG_PATH="$state/logs" XDG_CONFIG_HOME="$state/config"
 export NO_UPDATE_NOTIFIER=1 CI=1
 
-args=(dev --config "$config" --ip "$host" --port "$port" --inspector-port 0
+if [ "${ORDERGATE_EDGE_RUNNER:-wrangler}" = bare ]; then
+    if [ -n "$env_file" ] && [ "$env_file" != "$(dirname "$config")/.dev.vars" ]; then
+        echo "serve-local.sh: the bare runner reads CONFIG's .dev.vars, not $env_file" >&2
+        exit 2
+    fi
+    command=(node "$here/serve-bare.mjs" "$config" "$state" "$listen")
+else
+    command=("$here/node_modules/.bin/wrangler" dev --config "$config" --ip "$host" --port "$port" --inspector-port 0
       --persist-to "$state/data" --show-interactive-dev-session=false
       --log-level "${ORDERGATE_EDGE_LOG:-warn}")
-[ -n "$env_file" ] && args+=(--env-file "$env_file")
+    [ -n "$env_file" ] && command+=(--env-file "$env_file")
+fi
 
 # Its own process group, so that a signal reaches workerd and every helper.
 set -m
-"$here/node_modules/.bin/wrangler" "${args[@]}" &
+"${command[@]}" &
 child=$!
 set +m
 

@@ -86,6 +86,59 @@ async fn without_keys_orders_get_503_and_open_mode_serves_tenant_default() {
     open.stop().await;
 }
 
+/// The benchmarks' fair runner (`ORDERGATE_EDGE_RUNNER=bare`) serves the same Worker
+/// with the same settings on the same state as `wrangler dev`: an order placed on one
+/// replays byte for byte on the other, and each stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fair_runner_and_wrangler_dev_serve_the_same_state() {
+    let dir = tempfile::tempdir().expect("dir");
+    let client = reqwest::Client::new();
+    let limits = dir.path().join("limits.toml");
+    std::fs::write(&limits, "[default]\nmax_quantity = 100\n").expect("limits file");
+    let limits = limits.to_str().expect("path");
+    let state = dir.path().join("state");
+    let mut bare = Edge::start_bare(&state, &["--limits-file", limits]).await;
+    let placed = post(&client, &bare.url("/orders"), ACME, "fair").await;
+    assert_eq!(placed.status(), 201);
+    let placed = placed.bytes().await.expect("body");
+    let refused = try_post_order_body(&client, &bare.url("/orders"), "too-many", BIG_ORDER).await;
+    assert_eq!(
+        refused, 422,
+        "the limits file reached the bare runner's Worker"
+    );
+    bare.stop().await;
+
+    let mut wrangler = Edge::start(&state, &["--limits-file", limits]).await;
+    let replayed = post(&client, &wrangler.url("/orders"), ACME, "fair").await;
+    assert_eq!(replayed.status(), 201);
+    assert_eq!(replayed.headers()["idempotent-replay"], "true");
+    assert_eq!(replayed.bytes().await.expect("body"), placed);
+    let placed_here = post(&client, &wrangler.url("/orders"), ACME, "dev").await;
+    let placed_here = placed_here.bytes().await.expect("body");
+    wrangler.stop().await;
+
+    let mut bare = Edge::start_bare(&state, &[]).await;
+    let replayed = post(&client, &bare.url("/orders"), ACME, "dev").await;
+    assert_eq!(replayed.headers()["idempotent-replay"], "true");
+    assert_eq!(replayed.bytes().await.expect("body"), placed_here);
+    bare.stop().await;
+}
+
+const BIG_ORDER: &str = r#"{"symbol":"AAPL","side":"buy","quantity":101}"#;
+
+async fn try_post_order_body(client: &reqwest::Client, url: &str, key: &str, body: &str) -> u16 {
+    let sent = client
+        .post(url)
+        .bearer_auth(ACME)
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("sent");
+    sent.status().as_u16()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_keys_spread_over_several_objects() {
     let app = spawn_app(Db::Edge).await;

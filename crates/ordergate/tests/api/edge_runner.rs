@@ -32,30 +32,47 @@ pub struct Edge {
     pub state: PathBuf,
     script: &'static str,
     args: Vec<String>,
+    /// `ORDERGATE_EDGE_RUNNER`: `wrangler` (dev.sh's default) or `bare`.
+    runner: &'static str,
 }
 
 impl Edge {
     /// `dev.sh --listen 127.0.0.1:PORT --state STATE --api-key … EXTRA`, once it answers.
     pub async fn start(state: &Path, extra: &[&str]) -> Edge {
+        Self::start_on("wrangler", state, extra).await
+    }
+
+    /// [`Edge::start`] on the fair runner of the benchmarks (`ORDERGATE_EDGE_RUNNER=bare`:
+    /// Miniflare's API, no `wrangler dev`).
+    pub async fn start_bare(state: &Path, extra: &[&str]) -> Edge {
+        Self::start_on("bare", state, extra).await
+    }
+
+    async fn start_on(runner: &'static str, state: &Path, extra: &[&str]) -> Edge {
         let mut args: Vec<&str> = KEYS.iter().flat_map(|key| ["--api-key", key]).collect();
         args.extend_from_slice(extra);
-        Self::launch(DEV_SH, state, &args).await
+        Self::launch(DEV_SH, runner, state, &args).await
     }
 
     /// `dev.sh` with exactly these arguments after `--listen` and `--state`.
     pub async fn start_without_keys(state: &Path, args: &[&str]) -> Edge {
-        Self::launch(DEV_SH, state, args).await
+        Self::launch(DEV_SH, "wrangler", state, args).await
     }
 
     /// The old worker (`bench/old-worker/run.sh`) on the same local workerd.
     pub async fn old_worker(state: &Path) -> Edge {
-        Self::launch(OLD_WORKER, state, &[]).await
+        Self::launch(OLD_WORKER, "wrangler", state, &[]).await
     }
 
     /// Starts `script` on a port of its own. A port found free can be taken before
     /// wrangler binds it; then wrangler exits at once and the start is tried again on
     /// another port, so a test never fails on a neighbour's port.
-    async fn launch(script: &'static str, state: &Path, args: &[&str]) -> Edge {
+    async fn launch(
+        script: &'static str,
+        runner: &'static str,
+        state: &Path,
+        args: &[&str],
+    ) -> Edge {
         for _ in 0..PORT_ATTEMPTS {
             let mut edge = Edge {
                 child: None,
@@ -63,6 +80,7 @@ impl Edge {
                 state: state.to_owned(),
                 script,
                 args: args.iter().map(|s| s.to_string()).collect(),
+                runner,
             };
             edge.spawn();
             match edge.wait_until_serving().await {
@@ -84,6 +102,7 @@ impl Edge {
         let stderr = std::fs::File::create(self.stderr_log()).expect("runner log");
         let stdout = std::fs::File::create(self.stdout_log()).expect("runner log");
         let child = Command::new(self.script)
+            .env("ORDERGATE_EDGE_RUNNER", self.runner)
             .arg("--listen")
             .arg(self.addr.to_string())
             .arg("--state")
@@ -201,7 +220,7 @@ impl Edge {
     pub async fn start_again(self) -> Edge {
         assert!(self.child.is_none(), "start_again follows kill_9");
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        Self::launch(self.script, &self.state, &args).await
+        Self::launch(self.script, self.runner, &self.state, &args).await
     }
 
     /// Stops this one (SIGTERM) and starts another on the same state directory, with
@@ -215,7 +234,7 @@ impl Edge {
         self.stop().await;
         let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         args.extend_from_slice(more);
-        Self::launch(self.script, &self.state, &args).await
+        Self::launch(self.script, self.runner, &self.state, &args).await
     }
 
     /// How many orders each key has, summed over every object of the state directory
