@@ -7,12 +7,17 @@
 # 3. the deliverer alone draining a backlog of BACKLOG pending orders (default
 #    1,000,000): to JetStream, and to a local webhook receiver (the bare handler,
 #    which answers 201 to every POST).
+# 4. a backlog of RECOVERY pending orders (default 100,000) left by a gateway killed
+#    with kill -9, drained after the restart to examples/webhook_receiver (which
+#    verifies every signature), and to the same receiver with 1 % of its requests
+#    taking 10 s: orders/s and the seconds until the last arrived. With BASELINE=REV,
+#    the same drains with the binary built from REV (in target/baseline), alternating.
 # Runs a nats-server -js of its own on port 14222. Needs wrk, sqlite3, nats-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 rounds=${ROUNDS:-2}
-parts=${PARTS:-1 2 3}   # which of the three to run
+parts=${PARTS:-1 2 3 4}   # which of the four to run
 backlog=${BACKLOG:-1000000}
 dir=target/bench-delivery
 build_into_empty "$dir"
@@ -74,4 +79,50 @@ drain jetstream nats://127.0.0.1:14222/backlog
 ./target/release/examples/bare_handler 127.0.0.1:18192 & bare=$!
 drain webhook http://127.0.0.1:18192/orders --deliver-secret whsec_YmVuY2htYXJr
 kill $bare
+fi
+
+# Part 4: the binary in $1 drains a backlog left by a killed gateway to the receiver
+# on 18195 (started with the slow share $3, if any); prints a table row.
+recover() { # BINARY NAME [SLOW]
+  local binary=$1 name=$2 slow=${3:-}
+  local db="$dir/recover-$name.db" receiver_addr=127.0.0.1:18195 secret=whsec_YmVuY2htYXJr
+  rm -f "$db"*
+  RUST_LOG=warn $binary serve --listen $addr --database "sqlite://$db" 2>>"$dir/server.log" & pid=$!
+  wait_up $addr; kill $pid; wait $pid 2>/dev/null || true   # the schema
+  sqlite3 "$db" -cmd ".param set :n $recovery" <bench/fill.sql >/dev/null
+  sqlite3 "$db" "UPDATE orders SET delivery_state = 'pending', delivery_due_ms = 0; PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
+  ./target/release/examples/webhook_receiver $receiver_addr $secret $slow & local receiver=$!
+  until curl -s -o /dev/null "http://$receiver_addr/stats"; do sleep 0.1; done
+  # The gateway dies with its first deliveries in flight; the restart does the rest.
+  RUST_LOG=warn $binary serve --listen $addr --database "sqlite://$db" --deliver "http://$receiver_addr/hook" \
+    --deliver-secret $secret 2>>"$dir/server.log" & pid=$!
+  until [ "$(curl -s "http://$receiver_addr/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')" -gt 0 ]; do sleep 0.05; done
+  kill -9 $pid; wait $pid 2>/dev/null || true
+  local started=$(date +%s.%N)
+  RUST_LOG=warn $binary serve --listen $addr --database "sqlite://$db" --deliver "http://$receiver_addr/hook" \
+    --deliver-secret $secret 2>>"$dir/server.log" & pid=$!
+  until [ "$(sqlite3 "$db" "SELECT count(*) FROM orders WHERE delivery_state = 'pending'")" = "0" ]; do sleep 0.2; done
+  local took=$(echo "$(date +%s.%N) - $started" | bc)
+  local stats=$(curl -s "http://$receiver_addr/stats")
+  kill $pid $receiver; wait $pid $receiver 2>/dev/null || true
+  echo "| $name | ${slow:-none} | $(printf %.1f "$took") | $(echo "$recovery / $took" | bc) | $(echo "$stats" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r[\"orders\"]} / {r[\"bad_signatures\"]}")') |"
+}
+
+if [[ " $parts " == *" 4 "* ]]; then
+recovery=${RECOVERY:-100000}
+echo "== 4. a backlog of $recovery left by kill -9, drained after the restart to a verifying receiver"
+binaries=("current:./target/release/ordergate")
+if [ -n "${BASELINE:-}" ]; then
+  rm -rf target/baseline; git worktree prune
+  git worktree add -q --detach target/baseline "$BASELINE"
+  (cd target/baseline && cargo build --release --locked -q --bin ordergate)
+  binaries+=("baseline $BASELINE:./target/baseline/target/release/ordergate")
+fi
+echo "| binary | slow share | seconds until the last arrived | orders/s | orders received / bad signatures |"
+echo "|---|---|---|---|---|"
+for slow in "" 1:10000; do
+  for entry in "${binaries[@]}"; do
+    recover "${entry#*:}" "${entry%%:*}" $slow
+  done
+done
 fi

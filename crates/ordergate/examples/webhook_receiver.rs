@@ -3,7 +3,10 @@
 //! the delivery lag (arrival less the order's `acceptedAt`). `GET /stats` answers
 //! `{"requests":…,"orders":…,"bad_signatures":…,"lag_ms":{"p50":…,"p99":…,"max":…}}`.
 //!
-//! Run: `cargo run --release --example webhook_receiver -- 127.0.0.1:18195 whsec_…`
+//! With a third argument `P:MS`, P percent of the requests (every (100/P)th) wait MS
+//! milliseconds before they are answered, as a receiver with a slow dependency would.
+//!
+//! Run: `cargo run --release --example webhook_receiver -- 127.0.0.1:18195 whsec_… [1:10000]`
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,10 @@ struct Seen {
 struct Receiver {
     key: Vec<u8>,
     seen: Mutex<Seen>,
+    /// Every `slow_every`th request waits `slow_for` first.
+    slow_every: u64,
+    slow_for: std::time::Duration,
+    arrived: std::sync::atomic::AtomicU64,
 }
 
 #[tokio::main]
@@ -36,9 +43,23 @@ async fn main() -> anyhow::Result<()> {
     let secret = args
         .next()
         .unwrap_or_else(|| "whsec_YmVuY2htYXJr".to_owned());
+    let (slow_every, slow_ms) = match args.next() {
+        Some(slow) => {
+            let (percent, ms) = slow
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("the slow share is PERCENT:MS"))?;
+            let percent: u64 = percent.parse()?;
+            anyhow::ensure!((1..=100).contains(&percent), "PERCENT is 1 to 100");
+            (100 / percent, ms.parse()?)
+        }
+        None => (0, 0),
+    };
     let receiver = Arc::new(Receiver {
         key: webhook_key(&secret)?,
         seen: Mutex::default(),
+        slow_every,
+        slow_for: std::time::Duration::from_millis(slow_ms),
+        arrived: std::sync::atomic::AtomicU64::new(0),
     });
     let app = Router::new()
         .route("/hook", post(receive))
@@ -60,6 +81,13 @@ async fn receive(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
     };
+    let nth = receiver
+        .arrived
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    if receiver.slow_every > 0 && nth % receiver.slow_every == 0 {
+        tokio::time::sleep(receiver.slow_for).await;
+    }
     let id = header("webhook-id");
     let timestamp: u64 = header("webhook-timestamp").parse().unwrap_or(0);
     let valid =

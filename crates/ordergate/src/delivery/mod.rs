@@ -2,21 +2,31 @@
 //!
 //! With `--deliver`, every accepted order is marked pending in the same commit as the
 //! order itself (the store folds the delivery state into the order row). The
-//! [`Deliverer`] of every gateway leases due deliveries in batches (30 s leases, so a
-//! gateway that dies or hangs leaves its work to the others), hands them to the
-//! [`Sink`], and records what came of each: delivered only on the sink's
-//! confirmation, otherwise retried with exponential backoff and jitter (about 1 s up
-//! to 5 min), and given up as `failed` past `--deliver-max-age`. Delivery is at least
-//! once: every message carries the order id for deduplication.
+//! [`Deliverer`] of every gateway leases due deliveries (30 s leases, so a gateway
+//! that dies or hangs leaves its work to the others), hands them to the [`Sink`], and
+//! records what came of each: delivered only on the sink's confirmation, otherwise
+//! retried with exponential backoff and jitter (about 1 s up to 5 min), and given up as
+//! `failed` past `--deliver-max-age`. Delivery is at least once: every message carries
+//! the order id for deduplication.
+//!
+//! Sends flow rather than march in waves: the sink says how many messages one send
+//! takes and how many sends may be in flight ([`Shape`]); a slot freed by one send is
+//! filled at once with newly leased work, and outcomes are recorded as they settle
+//! (those that settled while the previous record was written go together). So a
+//! receiver request that hangs until its timeout holds up only its own message, and
+//! nothing is leased long before it is sent.
 
 mod nats;
 mod target;
 mod webhook;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
+use futures::stream::{FuturesUnordered, StreamExt};
 use ordergate_core::delivery::{self as rules, Attempted, Verdict};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -30,8 +40,6 @@ pub use nats::JetStream;
 pub use target::{Target, WebhookKey};
 pub use webhook::Webhook;
 
-/// Deliveries leased and sent at once.
-const BATCH: usize = 1024;
 /// How long a leased delivery is this gateway's before others may take it.
 const LEASE_MS: i64 = 30_000;
 /// The pause when nothing is due, and after a store failure.
@@ -63,9 +71,19 @@ impl Message {
 /// kind (Kafka, AMQP) is one more implementation.
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
-    /// Sends the batch; one outcome per message, in order. `Confirmed` only once
-    /// the sink has confirmed the message.
+    /// How the dispatcher should feed it.
+    fn shape(&self) -> Shape;
+
+    /// Sends the batch (at most `shape().batch` messages); one outcome per message,
+    /// in order. `Confirmed` only once the sink has confirmed the message.
     async fn send(&self, batch: &[Message]) -> Vec<Sent>;
+}
+
+/// How a sink takes messages: `batch` per send, `in_flight` sends at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub batch: usize,
+    pub in_flight: usize,
 }
 
 pub use ordergate_core::delivery::Sent;
@@ -115,7 +133,12 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     max_age_ms: i64,
     stop: CancellationToken,
+    /// When the backlog gauges were last refreshed.
+    backlog_at: Mutex<tokio::time::Instant>,
 }
+
+/// The sends of one pass that have not settled, by order.
+type Unsettled = HashMap<Uuid, PendingDelivery>;
 
 impl Dispatcher {
     pub fn new(
@@ -132,17 +155,14 @@ impl Dispatcher {
             metrics,
             max_age_ms: ordergate_core::settings::millis(max_age),
             stop: CancellationToken::new(),
+            backlog_at: Mutex::new(tokio::time::Instant::now()),
         }
     }
+
     async fn run(self) {
-        let mut backlog_at = tokio::time::Instant::now();
         while !self.stop.is_cancelled() {
-            if backlog_at.elapsed() >= BACKLOG_EVERY {
-                self.refresh_backlog().await;
-                backlog_at = tokio::time::Instant::now();
-            }
+            self.refresh_backlog_if_due().await;
             let pause = match self.pass().await {
-                Ok(sent) if sent == BATCH => continue,
                 Ok(_) => IDLE_PAUSE,
                 Err(_) => STORE_FAILURE_PAUSE,
             };
@@ -153,37 +173,67 @@ impl Dispatcher {
         }
     }
 
-    /// Leases, sends and records one batch; how many were sent. A store failure is
-    /// logged and counted here.
+    /// Sends everything due, keeping the sink's slots full and recording outcomes as
+    /// they settle, until nothing is due or in flight; how many were sent. A store
+    /// failure is logged and counted here; what was in flight then is left to its
+    /// lease.
     pub async fn pass(&self) -> Result<usize, StoreError> {
-        let now_ms = self.clock.now_ms();
-        let leased = self
-            .outbox
-            .lease_due(BATCH, now_ms, now_ms.saturating_add(LEASE_MS))
-            .await
-            .inspect_err(|e| self.store_failed(e, "leasing deliveries"))?;
-        if leased.is_empty() {
-            return Ok(0);
-        }
-        let messages: Vec<Message> = leased.iter().map(|p| Message::new(p, now_ms)).collect();
-        let sent = tokio::select! {
-            sent = self.sink.send(&messages) => sent,
-            () = self.stop.cancelled() => {
-                self.release(&leased).await;
-                return Ok(0);
+        let shape = self.sink.shape();
+        let mut flying = FuturesUnordered::new();
+        let mut unsettled = Unsettled::new();
+        let mut sent = 0;
+        loop {
+            let free = shape.in_flight.saturating_sub(flying.len());
+            if free > 0 && !self.stop.is_cancelled() {
+                for chunk in self.lease(free * shape.batch).await?.chunks(shape.batch) {
+                    unsettled.extend(chunk.iter().map(|p| (p.order_id, p.clone())));
+                    flying.push(self.send(chunk.to_vec()));
+                }
             }
-        };
+            let Some(mut results) = (tokio::select! {
+                settled = flying.next() => settled,
+                () = self.stop.cancelled() => {
+                    self.release(unsettled.into_values().collect()).await;
+                    return Ok(sent);
+                }
+            }) else {
+                return Ok(sent);
+            };
+            while let Some(Some(more)) = flying.next().now_or_never() {
+                results.extend(more);
+            }
+            for result in &results {
+                unsettled.remove(&result.order_id());
+            }
+            sent += results.len();
+            self.outbox
+                .record_deliveries(results)
+                .await
+                .inspect_err(|e| self.store_failed(e, "recording deliveries"))?;
+            self.refresh_backlog_if_due().await;
+        }
+    }
+
+    /// Leases up to `limit` due deliveries.
+    async fn lease(&self, limit: usize) -> Result<Vec<PendingDelivery>, StoreError> {
+        let now_ms = self.clock.now_ms();
+        self.outbox
+            .lease_due(limit, now_ms, now_ms.saturating_add(LEASE_MS))
+            .await
+            .inspect_err(|e| self.store_failed(e, "leasing deliveries"))
+    }
+
+    /// One send of the sink, judged.
+    async fn send(&self, chunk: Vec<PendingDelivery>) -> Vec<DeliveryResult> {
+        let now_ms = self.clock.now_ms();
+        let messages: Vec<Message> = chunk.iter().map(|p| Message::new(p, now_ms)).collect();
+        let sent = self.sink.send(&messages).await;
         let done_ms = self.clock.now_ms();
-        let results: Vec<DeliveryResult> = leased
+        chunk
             .iter()
             .zip(sent)
             .map(|(pending, sent)| self.judge(pending, sent, done_ms))
-            .collect();
-        self.outbox
-            .record_deliveries(results)
-            .await
-            .inspect_err(|e| self.store_failed(e, "recording deliveries"))?;
-        Ok(leased.len())
+            .collect()
     }
 
     fn judge(&self, pending: &PendingDelivery, sent: Sent, now_ms: i64) -> DeliveryResult {
@@ -219,7 +269,10 @@ impl Dispatcher {
     /// Gives a batch abandoned at shutdown back at once, as an attempt that failed:
     /// the next gateway (or the next start) sends it without waiting for the lease.
     /// If the store cannot take it, the lease runs out all the same.
-    async fn release(&self, leased: &[PendingDelivery]) {
+    async fn release(&self, leased: Vec<PendingDelivery>) {
+        if leased.is_empty() {
+            return;
+        }
         let now_ms = self.clock.now_ms();
         let results = leased
             .iter()
@@ -232,6 +285,19 @@ impl Dispatcher {
         if let Err(e) = self.outbox.record_deliveries(results).await {
             self.store_failed(&e, "releasing deliveries at shutdown");
         }
+    }
+
+    async fn refresh_backlog_if_due(&self) {
+        {
+            let Ok(mut at) = self.backlog_at.lock() else {
+                return;
+            };
+            if at.elapsed() < BACKLOG_EVERY {
+                return;
+            }
+            *at = tokio::time::Instant::now();
+        }
+        self.refresh_backlog().await;
     }
 
     async fn refresh_backlog(&self) {

@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMes
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
-use super::{Message, Sent, Sink};
+use super::{Message, Sent, Shape, Sink};
 
 pub const STREAM: &str = "ORDERGATE_ORDERS";
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
@@ -92,6 +92,15 @@ impl JetStream {
 
 #[async_trait]
 impl Sink for JetStream {
+    /// Publishes go out back to back and their acknowledgements are awaited together,
+    /// so a send carries many messages; a few sends overlap.
+    fn shape(&self) -> Shape {
+        Shape {
+            batch: 256,
+            in_flight: 4,
+        }
+    }
+
     async fn send(&self, batch: &[Message]) -> Vec<Sent> {
         let context = match self.context().await {
             Ok(context) => context,

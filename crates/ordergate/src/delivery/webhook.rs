@@ -1,8 +1,8 @@
 //! The webhook sink, signed as Standard Webhooks specify: `webhook-id` (the order id),
 //! `webhook-timestamp` (Unix seconds), `webhook-signature: v1,<base64 of
 //! HMAC-SHA256(secret, "id.timestamp.body")>`, plus `Idempotency-Key: <orderId>`.
-//! A 2xx within 15 s is delivered; keep-alive connections, 16 requests in flight at
-//! most (in waves of 16).
+//! A 2xx within 15 s is delivered; keep-alive connections, one message per send and
+//! 16 sends in flight at most, each settled on its own (see [`super::Shape`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +10,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use ordergate_core::delivery::{webhook_answer, webhook_headers};
 
-use super::{Message, Sent, Sink};
+use super::{Message, Sent, Shape, Sink};
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 const IN_FLIGHT: usize = 16;
@@ -54,12 +54,14 @@ impl Webhook {
 
 #[async_trait]
 impl Sink for Webhook {
-    async fn send(&self, batch: &[Message]) -> Vec<Sent> {
-        let mut results = Vec::with_capacity(batch.len());
-        for wave in batch.chunks(IN_FLIGHT) {
-            let sends: Vec<_> = wave.iter().map(|message| self.send_one(message)).collect();
-            results.extend(futures::future::join_all(sends).await);
+    fn shape(&self) -> Shape {
+        Shape {
+            batch: 1,
+            in_flight: IN_FLIGHT,
         }
-        results
+    }
+
+    async fn send(&self, batch: &[Message]) -> Vec<Sent> {
+        futures::future::join_all(batch.iter().map(|message| self.send_one(message))).await
     }
 }

@@ -32,6 +32,28 @@ struct Received {
     /// And waits this many milliseconds before answering this many requests.
     slow_first: AtomicUsize,
     slow_ms: AtomicUsize,
+    /// And holds this many requests open until `release` says true.
+    hold_first: AtomicUsize,
+    release: tokio::sync::watch::Sender<bool>,
+    /// Held requests whose sender is still waiting for the answer.
+    held_open: Arc<AtomicUsize>,
+}
+
+/// Counts a held request as open until its handler ends, answered or dropped because
+/// the sender gave up and closed the connection.
+struct HeldOpen(Arc<AtomicUsize>);
+
+impl HeldOpen {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        Self(open.clone())
+    }
+}
+
+impl Drop for HeldOpen {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Received {
@@ -88,6 +110,15 @@ async fn receive(
     {
         let ms = received.slow_ms.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(u64::try_from(ms).unwrap_or(0))).await;
+    }
+    if received
+        .hold_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        let _open = HeldOpen::new(&received.held_open);
+        let mut release = received.release.subscribe();
+        let _ = release.wait_for(|&released| released).await;
     }
     if let Ok(failing) = received
         .fail_first
@@ -635,6 +666,69 @@ async fn a_database_outage_delays_delivery_and_loses_nothing() {
         ids.iter().all(|id| got.contains_key(id))
     })
     .await;
+}
+
+/// The backlog a gateway left when it was killed, sent after its restart to a
+/// receiver that holds a few requests open: every other order arrives while those are
+/// still waiting, because a hanging request holds up only its own message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_after_kill_9_is_not_held_up_by_hanging_requests() {
+    const ORDERS: usize = 120;
+    const HELD: usize = 4;
+    let (addr, received) = receiver(usize::MAX).await;
+    let hook = format!("http://{addr}/hook");
+    let dir = tempfile::tempdir().expect("dir");
+    let db = process::sqlite_url(dir.path());
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &db,
+        "--deliver",
+        &hook,
+        "--deliver-secret",
+        SECRET,
+    ];
+    let gw = process::serve(process::command(&args));
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..ORDERS {
+        let (status, _, body) =
+            process::post_order(&client, &gw.url("/orders"), &format!("backlog-{i}"))
+                .await
+                .expect("answer");
+        assert_eq!(status, 201);
+        ids.push(order_id(&body));
+    }
+    // Every order is pending behind a receiver that refused it; then the gateway dies.
+    gw.crash();
+    // The backlog is due at once (the refusals pushed some of it seconds ahead).
+    let due_now = std::process::Command::new("sqlite3")
+        .arg(dir.path().join("ordergate.db"))
+        .arg("UPDATE orders SET delivery_due_ms = 0 WHERE delivery_state = 'pending'")
+        .status()
+        .expect("sqlite3");
+    assert!(due_now.success());
+    received.fail_first.store(0, Ordering::SeqCst);
+    received.hold_first.store(HELD, Ordering::SeqCst);
+    let _again = process::serve(process::command(&args));
+    until("every order but the held ones arrived", || {
+        received.orders().len() >= ORDERS - HELD
+    })
+    .await;
+    assert_eq!(
+        received.held_open.load(Ordering::SeqCst),
+        HELD,
+        "the rest arrived while the hanging requests were still waiting for their answers"
+    );
+    received.release.send_replace(true);
+    until("every order arrived", || received.orders().len() == ORDERS).await;
+    let counts = received.orders();
+    assert!(
+        ids.iter().all(|id| counts.get(id) == Some(&1)),
+        "{counts:?}"
+    );
+    assert_eq!(received.bad_signatures.load(Ordering::SeqCst), 0);
 }
 
 /// SIGTERM while a delivery is being sent: the process exits without marking it
