@@ -32,5 +32,6 @@ mod process;
 mod race;
 mod records_contract;
 mod retention;
+mod sync_replication;
 mod tenants;
 mod unavailable;

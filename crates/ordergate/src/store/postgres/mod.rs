@@ -6,12 +6,14 @@
 //! hangs (SIGSTOP, a network cut) cannot hold a key, a lock or a connection past it.
 
 mod errors;
+mod notices;
 mod placement;
 mod sql;
 mod tls;
 
 pub use errors::{OpenError, PgError};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -60,9 +62,22 @@ impl PostgresStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
+        let watch = Arc::new(notices::SyncRepWatch::default());
         let manager = match connector {
-            Some(tls) => Manager::from_config(config, tls, manager_config),
-            None => Manager::from_config(config, NoTls, manager_config),
+            Some(tls) => {
+                let connect = notices::WatchingConnect {
+                    tls,
+                    watch: watch.clone(),
+                };
+                Manager::from_connect(config, connect, manager_config)
+            }
+            None => {
+                let connect = notices::WatchingConnect {
+                    tls: NoTls,
+                    watch: watch.clone(),
+                };
+                Manager::from_connect(config, connect, manager_config)
+            }
         };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
@@ -72,7 +87,7 @@ impl PostgresStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(OpenError::Pool)?;
-        let placements = placement::Batcher::spawn(pool.clone());
+        let placements = placement::Batcher::spawn(pool.clone(), watch);
         let store = Self { pool, placements };
         store.migrate().await.map_err(OpenError::start)?;
         store

@@ -5,7 +5,8 @@
 //! executor's start-up and a commit. An order the batch statement cannot settle (the
 //! batch failed, its key's record is expired, or the record was committed after the
 //! statement's snapshot) is placed on its own with [`sql::PLACE_ORDER`]: one order's
-//! trouble never decides another's outcome.
+//! trouble never decides another's outcome. An order placed while a commit's wait for
+//! synchronous replication was cancelled is not acknowledged ([`super::notices`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use ordergate_core::{LiveRecord, Placement};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::notices::SyncRepWatch;
 use super::{is_lock_timeout, live_record_from_row, sql};
 use crate::store::{NewOrder, StoreError};
 
@@ -41,12 +43,17 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    pub fn spawn(pool: Pool) -> Self {
+    pub fn spawn(pool: Pool, watch: Arc<SyncRepWatch>) -> Self {
         let (queue, jobs) = mpsc::channel(MAX_BATCH * WORKERS * 4);
         let jobs = Arc::new(Mutex::new(jobs));
         let (stop, workers) = (CancellationToken::new(), TaskTracker::new());
         for _ in 0..WORKERS {
-            workers.spawn(work(pool.clone(), jobs.clone(), stop.clone()));
+            workers.spawn(work(
+                pool.clone(),
+                jobs.clone(),
+                watch.clone(),
+                stop.clone(),
+            ));
         }
         workers.close();
         Self {
@@ -76,6 +83,7 @@ impl Batcher {
 async fn work(
     pool: Pool,
     jobs: Arc<Mutex<mpsc::Receiver<(NewOrder, Reply)>>>,
+    watch: Arc<SyncRepWatch>,
     stop: CancellationToken,
 ) {
     loop {
@@ -100,11 +108,11 @@ async fn work(
             }
             batch
         };
-        place_batch(&pool, batch).await;
+        place_batch(&pool, &watch, batch).await;
     }
 }
 
-async fn place_batch(pool: &Pool, batch: Vec<(NewOrder, Reply)>) {
+async fn place_batch(pool: &Pool, watch: &SyncRepWatch, batch: Vec<(NewOrder, Reply)>) {
     let client = match pool.get().await {
         Ok(client) => client,
         Err(e) => {
@@ -116,6 +124,7 @@ async fn place_batch(pool: &Pool, batch: Vec<(NewOrder, Reply)>) {
             return;
         }
     };
+    let epoch = watch.epoch();
     // The lease is taken once a connection is in hand: waiting for one counts.
     let mut taken = Vec::with_capacity(batch.len());
     for (new, reply) in batch {
@@ -137,11 +146,27 @@ async fn place_batch(pool: &Pool, batch: Vec<(NewOrder, Reply)>) {
                 Some(placement) => Ok(placement),
                 None => place_alone(client, &new).await,
             };
-            let _ = reply.send(result);
+            let _ = reply.send(unless_commit_uncertain(result, watch, epoch));
         }
     });
     // Concurrent queries on one client are pipelined by tokio-postgres.
     join_all(rest).await;
+}
+
+/// A placement committed while a wait for synchronous replication was cancelled may
+/// be taken back by a failover: its outcome is unknown, not placed.
+fn unless_commit_uncertain(
+    result: Result<Placement, StoreError>,
+    watch: &SyncRepWatch,
+    epoch: u64,
+) -> Result<Placement, StoreError> {
+    match result {
+        Ok(Placement::Placed) if watch.cancelled_since(epoch) => Err(StoreError::unavailable(
+            "the commit's wait for synchronous replication was cancelled: \
+             committed locally, maybe not on a standby",
+        )),
+        other => other,
+    }
 }
 
 /// The batch statement; an empty map if it failed (everyone then goes alone).
