@@ -10,8 +10,9 @@
 # 4. a backlog of RECOVERY pending orders (default 100,000) left by a gateway killed
 #    with kill -9, drained after the restart to examples/webhook_receiver (which
 #    verifies every signature), and to the same receiver with 1 % of its requests
-#    taking 10 s: orders/s and the seconds until the last arrived. With BASELINE=REV,
-#    the same drains with the binary built from REV (in target/baseline), alternating.
+#    taking 10 s (SLOW_SHARES, default "none 1:10000"): orders/s and the seconds until
+#    the last arrived. With BASELINE=REV, the same drains with the binary built from
+#    REV (in target/baseline), alternating.
 # Runs a nats-server -js of its own on port 14222. Needs wrk, sqlite3, nats-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,7 +106,7 @@ recover() { # BINARY NAME [SLOW]
   local took=$(echo "$(date +%s.%N) - $started" | bc)
   local stats=$(curl -s "http://$receiver_addr/stats")
   kill $pid $receiver; wait $pid $receiver 2>/dev/null || true
-  echo "| $name | ${slow:-none} | $(printf %.1f "$took") | $(echo "$recovery / $took" | bc) | $(echo "$stats" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r[\"orders\"]} / {r[\"bad_signatures\"]}")') |"
+  echo "| $name | ${slow:-none} | $(printf %.1f "$took") | $(echo "$recovery / $took" | bc) | $(echo "$stats" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["orders"], "/", r["bad_signatures"])') |"
 }
 
 if [[ " $parts " == *" 4 "* ]]; then
@@ -120,7 +121,8 @@ if [ -n "${BASELINE:-}" ]; then
 fi
 echo "| binary | slow share | seconds until the last arrived | orders/s | orders received / bad signatures |"
 echo "|---|---|---|---|---|"
-for slow in "" 1:10000; do
+for slow in ${SLOW_SHARES:-none 1:10000}; do
+  [ "$slow" = none ] && slow=""
   for entry in "${binaries[@]}"; do
     recover "${entry#*:}" "${entry%%:*}" $slow
   done

@@ -11,21 +11,22 @@
 //!
 //! Sends flow rather than march in waves: the sink says how many messages one send
 //! takes and how many sends may be in flight ([`Shape`]); a slot freed by one send is
-//! filled at once with newly leased work, and outcomes are recorded as they settle
-//! (those that settled while the previous record was written go together). So a
-//! receiver request that hangs until its timeout holds up only its own message, and
-//! nothing is leased long before it is sent.
+//! filled at once from a little leased work kept ready, and outcomes are recorded as
+//! they settle, one record written at a time while the sends go on (those that settled
+//! meanwhile go together into the next). So a receiver request that hangs until its
+//! timeout holds up only its own message, and nothing waits leased for long.
 
 mod nats;
 mod target;
 mod webhook;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
+use futures::future::{BoxFuture, OptionFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use ordergate_core::delivery::{self as rules, Attempted, Verdict};
 use tokio::task::JoinHandle;
@@ -137,8 +138,44 @@ pub struct Dispatcher {
     backlog_at: Mutex<tokio::time::Instant>,
 }
 
-/// The sends of one pass that have not settled, by order.
-type Unsettled = HashMap<Uuid, PendingDelivery>;
+/// One pass's work: leased and not yet sent, in flight, settled and not yet recorded,
+/// and the record being written.
+#[derive(Default)]
+struct Flow<'a> {
+    queue: VecDeque<PendingDelivery>,
+    flying: FuturesUnordered<BoxFuture<'a, Vec<DeliveryResult>>>,
+    /// Leased, with no outcome yet: what is given back at shutdown.
+    unsettled: HashMap<Uuid, PendingDelivery>,
+    settled: Vec<DeliveryResult>,
+    recording: Option<BoxFuture<'static, Result<(), StoreError>>>,
+    sent: usize,
+}
+
+impl Flow<'_> {
+    fn next_chunk(&mut self, batch: usize) -> Option<Vec<PendingDelivery>> {
+        let take = batch.min(self.queue.len());
+        (take > 0).then(|| self.queue.drain(..take).collect())
+    }
+
+    /// Outcomes of sends that ended now, with any others that ended meanwhile.
+    fn settle(&mut self, mut results: Vec<DeliveryResult>) {
+        while let Some(Some(more)) = self.flying.next().now_or_never() {
+            results.extend(more);
+        }
+        for result in &results {
+            self.unsettled.remove(&result.order_id());
+        }
+        self.sent += results.len();
+        self.settled.extend(results);
+    }
+}
+
+/// What a pass waited for.
+enum Event {
+    Settled(Vec<DeliveryResult>),
+    Recorded(Result<(), StoreError>),
+    Stopped,
+}
 
 impl Dispatcher {
     pub fn new(
@@ -174,44 +211,83 @@ impl Dispatcher {
     }
 
     /// Sends everything due, keeping the sink's slots full and recording outcomes as
-    /// they settle, until nothing is due or in flight; how many were sent. A store
-    /// failure is logged and counted here; what was in flight then is left to its
-    /// lease.
+    /// they settle (one record written at a time, while sends go on), until nothing is
+    /// due, in flight or unrecorded; how many were sent. A store failure is logged and
+    /// counted here; what was in flight then is left to its lease.
     pub async fn pass(&self) -> Result<usize, StoreError> {
         let shape = self.sink.shape();
-        let mut flying = FuturesUnordered::new();
-        let mut unsettled = Unsettled::new();
-        let mut sent = 0;
+        let mut flow = Flow::default();
         loop {
-            let free = shape.in_flight.saturating_sub(flying.len());
-            if free > 0 && !self.stop.is_cancelled() {
-                for chunk in self.lease(free * shape.batch).await?.chunks(shape.batch) {
-                    unsettled.extend(chunk.iter().map(|p| (p.order_id, p.clone())));
-                    flying.push(self.send(chunk.to_vec()));
-                }
+            if !self.stop.is_cancelled() {
+                self.top_up(&mut flow, shape).await?;
             }
-            let Some(mut results) = (tokio::select! {
-                settled = flying.next() => settled,
-                () = self.stop.cancelled() => {
-                    self.release(unsettled.into_values().collect()).await;
-                    return Ok(sent);
+            while flow.flying.len() < shape.in_flight
+                && let Some(chunk) = flow.next_chunk(shape.batch)
+            {
+                flow.flying.push(Box::pin(self.send(chunk)));
+            }
+            if flow.recording.is_none() && !flow.settled.is_empty() {
+                flow.recording = Some(self.record(std::mem::take(&mut flow.settled)));
+            }
+            if flow.flying.is_empty() && flow.recording.is_none() {
+                return Ok(flow.sent);
+            }
+            let event = tokio::select! {
+                Some(results) = flow.flying.next(), if !flow.flying.is_empty() => {
+                    Event::Settled(results)
                 }
-            }) else {
-                return Ok(sent);
+                Some(recorded) = OptionFuture::from(flow.recording.as_mut()),
+                    if flow.recording.is_some() => Event::Recorded(recorded),
+                () = self.stop.cancelled() => Event::Stopped,
             };
-            while let Some(Some(more)) = flying.next().now_or_never() {
-                results.extend(more);
+            match event {
+                Event::Settled(results) => flow.settle(results),
+                Event::Recorded(recorded) => {
+                    flow.recording = None;
+                    recorded?;
+                    self.refresh_backlog_if_due().await;
+                }
+                Event::Stopped => return Ok(self.wind_down(flow).await),
             }
-            for result in &results {
-                unsettled.remove(&result.order_id());
-            }
-            sent += results.len();
-            self.outbox
-                .record_deliveries(results)
-                .await
-                .inspect_err(|e| self.store_failed(e, "recording deliveries"))?;
-            self.refresh_backlog_if_due().await;
         }
+    }
+
+    /// Keeps enough leased to fill every slot twice over: a slot freed by one answer
+    /// takes the next message at once, and nothing waits leased for long.
+    async fn top_up(&self, flow: &mut Flow<'_>, shape: Shape) -> Result<(), StoreError> {
+        let enough = shape.in_flight * shape.batch;
+        if flow.queue.len() < enough {
+            for pending in self.lease(2 * enough - flow.queue.len()).await? {
+                flow.unsettled.insert(pending.order_id, pending.clone());
+                flow.queue.push_back(pending);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what came of some attempts; the future owns what it needs, so sends go
+    /// on while it runs.
+    fn record(&self, results: Vec<DeliveryResult>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let (outbox, metrics) = (self.outbox.clone(), self.metrics.clone());
+        Box::pin(async move {
+            outbox.record_deliveries(results).await.inspect_err(|e| {
+                metrics.store_error(e.kind());
+                log_store_error(e, "recording deliveries");
+            })
+        })
+    }
+
+    /// At shutdown: what settled is recorded, what did not is given back.
+    async fn wind_down(&self, mut flow: Flow<'_>) -> usize {
+        if let Some(recording) = flow.recording.take() {
+            let _ = recording.await;
+        }
+        if !flow.settled.is_empty() {
+            let _ = self.record(std::mem::take(&mut flow.settled)).await;
+        }
+        drop(flow.flying);
+        self.release(flow.unsettled.into_values().collect()).await;
+        flow.sent
     }
 
     /// Leases up to `limit` due deliveries.
