@@ -260,9 +260,7 @@ async fn find_by_id(
     id: &str,
 ) -> Result<Response, Refusal> {
     let tenant = tenant_of(req, config)?;
-    let id = percent_decoded(id)
-        .and_then(|id| Uuid::parse_str(&id).ok())
-        .ok_or(Refusal::NotFound)?;
+    let id = order_uuid(id)?;
     let command = Command::OrderById {
         order_id: id.to_string(),
     };
@@ -302,15 +300,20 @@ async fn find_delivery(
     if config.delivery.is_none() {
         return Err(Refusal::NotFound);
     }
-    let id = percent_decoded(id)
-        .and_then(|id| Uuid::parse_str(&id).ok())
-        .ok_or(Refusal::NotFound)?;
+    let id = order_uuid(id)?;
     let shard = shard::of_order_id(&id).ok_or(Refusal::NotFound)?;
     let command = Command::DeliveryById {
         order_id: id.to_string(),
     };
     let reply = ask_object(env, &tenant, shard, &command, &[]).await?;
     respond::reply(reply).map_err(internal)
+}
+
+/// The order id of a path segment; no such order (404) if it is not a UUID.
+fn order_uuid(segment: &str) -> Result<Uuid, Refusal> {
+    percent_decoded(segment)
+        .and_then(|id| Uuid::parse_str(&id).ok())
+        .ok_or(Refusal::NotFound)
 }
 
 /// A path segment as the server's router reads it: percent-decoded, UTF-8.

@@ -668,6 +668,24 @@ async fn a_database_outage_delays_delivery_and_loses_nothing() {
     .await;
 }
 
+/// `ordergate serve` in open mode on the SQLite file in `dir`, delivering to the
+/// receiver at `addr`.
+fn delivering_process(dir: &std::path::Path, addr: SocketAddr) -> std::process::Command {
+    let hook = format!("http://{addr}/hook");
+    let db = process::sqlite_url(dir);
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &db,
+        "--deliver",
+        &hook,
+    ];
+    let mut command = process::command(&args);
+    command.args(["--deliver-secret", SECRET]);
+    command
+}
+
 /// The backlog a gateway left when it was killed, sent after its restart to a
 /// receiver that holds a few requests open: every other order arrives while those are
 /// still waiting, because a hanging request holds up only its own message.
@@ -676,20 +694,8 @@ async fn a_backlog_after_kill_9_is_not_held_up_by_hanging_requests() {
     const ORDERS: usize = 120;
     const HELD: usize = 4;
     let (addr, received) = receiver(usize::MAX).await;
-    let hook = format!("http://{addr}/hook");
     let dir = tempfile::tempdir().expect("dir");
-    let db = process::sqlite_url(dir.path());
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        &db,
-        "--deliver",
-        &hook,
-        "--deliver-secret",
-        SECRET,
-    ];
-    let gw = process::serve(process::command(&args));
+    let gw = process::serve(delivering_process(dir.path(), addr));
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..ORDERS {
@@ -711,7 +717,7 @@ async fn a_backlog_after_kill_9_is_not_held_up_by_hanging_requests() {
     assert!(due_now.success());
     received.fail_first.store(0, Ordering::SeqCst);
     received.hold_first.store(HELD, Ordering::SeqCst);
-    let _again = process::serve(process::command(&args));
+    let _again = process::serve(delivering_process(dir.path(), addr));
     until("every order but the held ones arrived", || {
         received.orders().len() >= ORDERS - HELD
     })
@@ -738,20 +744,8 @@ async fn a_delivery_in_flight_at_shutdown_is_abandoned_and_sent_after_the_restar
     let (addr, received) = receiver(0).await;
     received.slow_first.store(1, Ordering::SeqCst);
     received.slow_ms.store(5_000, Ordering::SeqCst);
-    let hook = format!("http://{addr}/hook");
     let dir = tempfile::tempdir().expect("dir");
-    let db = process::sqlite_url(dir.path());
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        &db,
-        "--deliver",
-        &hook,
-        "--deliver-secret",
-        SECRET,
-    ];
-    let gw = process::serve(process::command(&args));
+    let gw = process::serve(delivering_process(dir.path(), addr));
     let client = reqwest::Client::new();
     let (status, _, body) = process::post_order(&client, &gw.url("/orders"), "at-shutdown")
         .await
@@ -780,7 +774,7 @@ async fn a_delivery_in_flight_at_shutdown_is_abandoned_and_sent_after_the_restar
         "pending",
         "not marked delivered"
     );
-    let _again = process::serve(process::command(&args));
+    let _again = process::serve(delivering_process(dir.path(), addr));
     until("sent again after the restart", || {
         received.by_order.lock().expect("seen").contains_key(&id)
     })
