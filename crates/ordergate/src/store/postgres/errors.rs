@@ -25,6 +25,19 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+/// Whether the server refused a write because it is read-only: a primary that was
+/// demoted, or a standby reached through a stale connection. Such a connection will
+/// never write again and must not go back to the pool.
+pub fn refused_as_read_only(e: &StoreError) -> bool {
+    let StoreError::Unavailable(cause) = e else {
+        return false;
+    };
+    cause
+        .downcast_ref::<PgError>()
+        .and_then(|PgError(e)| e.code())
+        .is_some_and(|code| *code == SqlState::READ_ONLY_SQL_TRANSACTION)
+}
+
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {

@@ -11,6 +11,7 @@ mod placement;
 mod sql;
 mod tls;
 
+use errors::refused_as_read_only;
 pub use errors::{OpenError, PgError};
 
 use std::sync::Arc;

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::notices::SyncRepWatch;
-use super::{is_lock_timeout, live_record_from_row, sql};
+use super::{is_lock_timeout, live_record_from_row, refused_as_read_only, sql};
 use crate::store::{NewOrder, StoreError};
 
 /// Workers placing batches at once (each on its own connection).
@@ -146,11 +146,19 @@ async fn place_batch(pool: &Pool, watch: &SyncRepWatch, batch: Vec<(NewOrder, Re
                 Some(placement) => Ok(placement),
                 None => place_alone(client, &new).await,
             };
+            let read_only = result.as_ref().is_err_and(refused_as_read_only);
             let _ = reply.send(unless_commit_uncertain(result, watch, epoch));
+            read_only
         }
     });
     // Concurrent queries on one client are pipelined by tokio-postgres.
-    join_all(rest).await;
+    let read_only = join_all(rest).await.into_iter().any(|refused| refused);
+    if read_only {
+        // The server was demoted: a new connection finds the primary (with a
+        // multi-host URL and target_session_attrs=read-write) instead.
+        tracing::warn!("the database refused a write as read-only; dropping the connection");
+        drop(deadpool_postgres::Object::take(client));
+    }
 }
 
 /// A placement committed while a wait for synchronous replication was cancelled may

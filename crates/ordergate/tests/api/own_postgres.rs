@@ -1,18 +1,13 @@
-//! Synchronous replication, on a PostgreSQL of the test's own: a primary whose standby
-//! is gone keeps every commit waiting (`synchronous_standby_names` names a standby
-//! that never connects), as a zombie primary does after a failover elsewhere. A
-//! commit whose wait is cancelled is reported by PostgreSQL as a success, with only a
-//! WARNING notice: the gateway must not acknowledge it.
+//! PostgreSQL servers of a test's own, in temporary directories: for what cannot be
+//! done to the shared server (a standby that never comes, a primary made read-only).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process;
-
 /// A PostgreSQL server in a temporary directory, run as the `postgres` user.
-struct Primary {
+pub struct Primary {
     /// Removed when the server is gone (fields drop after `drop` runs).
     _dir: tempfile::TempDir,
     port: u16,
@@ -20,7 +15,7 @@ struct Primary {
 }
 
 impl Primary {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         run(Command::new("chown").arg("postgres:").arg(dir.path()));
         let data = dir.path().join("data");
@@ -59,7 +54,7 @@ impl Primary {
         primary
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
@@ -83,12 +78,12 @@ impl Primary {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
-    fn sql(&self, sql: &str) -> String {
+    pub fn sql(&self, sql: &str) -> String {
         self.try_sql(sql).unwrap_or_else(|| panic!("psql: {sql}"))
     }
 
     /// Every later commit waits for a standby named `names` (empty: none).
-    fn wait_for_standby(&self, names: &str) {
+    pub fn wait_for_standby(&self, names: &str) {
         self.sql(&format!(
             "ALTER SYSTEM SET synchronous_standby_names = '{names}'"
         ));
@@ -101,7 +96,7 @@ impl Primary {
     }
 
     /// The backends whose commit waits for the standby.
-    fn waiting_commits(&self) -> usize {
+    pub fn waiting_commits(&self) -> usize {
         let n = self.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'");
         n.parse().expect("a count")
     }
@@ -155,66 +150,21 @@ fn run(command: &mut Command) {
     assert!(status.success(), "{command:?}");
 }
 
-/// The standby is gone, a placement's commit waits for it, and the wait is cancelled
-/// (as an operator or a tool unsticks a zombie primary): PostgreSQL reports the
-/// commit as done, but the order is answered 503, never 201. Once replication is
-/// healthy again, the client's retry with the same key gets the one order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commit_whose_wait_for_the_standby_was_cancelled_is_not_acknowledged() {
-    let primary = Primary::start();
-    let url = primary.url();
-    let gw = process::serve(process::command(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        &url,
-    ]));
-    primary.wait_for_standby("ghost");
-    let client = reqwest::Client::new();
-    let orders = gw.url("/orders");
-    let posting = tokio::spawn({
-        let (client, orders) = (client.clone(), orders.clone());
-        async move { process::post_order(&client, &orders, "cancelled-wait").await }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while primary.waiting_commits() == 0 {
-        if posting.is_finished() {
-            let answer = posting.await.expect("task");
-            panic!(
-                "answered before its commit waited: {answer:?}\n{}",
-                gw.log_text()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the placement's commit waits for the standby"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+impl Primary {
+    /// `host:port`, for a multi-host URL.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
-    assert!(!posting.is_finished(), "no answer while the commit waits");
-    primary.sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'");
-    let (status, _, body) = posting.await.expect("task").expect("an answer");
-    assert_eq!(
-        status,
-        503,
-        "a commit that may not be on any standby is not acknowledged: {}",
-        String::from_utf8_lossy(&body)
-    );
-    let stored = primary.sql("SELECT count(*) FROM orders");
-    assert_eq!(stored, "1", "PostgreSQL did commit it locally");
 
-    primary.wait_for_standby("");
-    let (status, replay, _) = process::post_order(&client, &orders, "cancelled-wait")
-        .await
-        .expect("an answer");
-    assert_eq!((status, replay), (201, true), "the retry settles it");
-    assert_eq!(primary.sql("SELECT count(*) FROM orders"), "1");
-    let (status, replay, _) = process::post_order(&client, &orders, "healthy")
-        .await
-        .expect("an answer");
-    assert_eq!(
-        (status, replay),
-        (201, false),
-        "healthy commits are acknowledged"
-    );
+    /// From now on every new transaction is read-only, as on a demoted primary; a
+    /// client asking for `target_session_attrs=read-write` passes it by.
+    pub fn make_read_only(&self) {
+        self.sql("ALTER SYSTEM SET default_transaction_read_only = on");
+        self.sql("SELECT pg_reload_conf()");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.sql("SHOW default_transaction_read_only") != "on" {
+            assert!(Instant::now() < deadline, "the setting took effect");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
