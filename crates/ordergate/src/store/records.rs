@@ -110,6 +110,11 @@ impl Lease {
             .is_ok()
     }
 
+    /// When the request stops waiting for its place in a transaction, if it ever does.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// The request calls this when its lease runs out; false means the store has it.
     pub fn abandon(&self) -> bool {
         self.state

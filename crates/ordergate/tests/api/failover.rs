@@ -141,3 +141,64 @@ async fn connections_to_a_demoted_primary_are_dropped_and_writes_find_the_new_on
         "nothing more written there"
     );
 }
+
+/// The standby is gone and nobody cancels the waiting commit (PostgreSQL turns
+/// `statement_timeout` off for that wait): the answer still comes once the lease and
+/// the commit's one-second grace have passed, as a 503, not when the standby returns.
+/// Once replication is healthy again the gateway acknowledges orders, with no restart,
+/// and the stuck key's retry gets its one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_waiting_for_a_standby_is_answered_within_the_lease() {
+    let primary = Primary::start();
+    let url = primary.url();
+    let gw = process::serve(process::command(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &url,
+        "--lease-ttl",
+        "2s",
+    ]));
+    primary.wait_for_standby("ghost");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let orders = gw.url("/orders");
+    let sent = Instant::now();
+    let answer = process::post_order(&client, &orders, "stuck").await;
+    let waited = sent.elapsed();
+    let (status, _, _) = answer.expect("an answer, not a request that waits with the commit");
+    assert_eq!(status, 503);
+    // The lease (2 s) and the commit's grace (1 s), with room for a busy machine.
+    assert!(waited < Duration::from_secs(8), "answered after {waited:?}");
+    assert_eq!(
+        primary.waiting_commits(),
+        1,
+        "the commit still waits on the server"
+    );
+
+    primary.wait_for_standby("");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _, _) = process::post_order(&client, &orders, "after")
+            .await
+            .expect("an answer");
+        if status == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway acknowledges orders again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, replay, _) = process::post_order(&client, &orders, "stuck")
+        .await
+        .expect("an answer");
+    assert_eq!(
+        (status, replay),
+        (201, true),
+        "the stuck commit completed; its retry replays it"
+    );
+}

@@ -32,6 +32,10 @@ const WORKERS: usize = 4;
 const MAX_BATCH: usize = 64;
 /// Single-order attempts when the key's record keeps changing under other writers.
 const MAX_ROUNDS: usize = 3;
+/// How long past the last lease of its batch a commit may take before the batch is
+/// answered 503 and its connection dropped. `statement_timeout` ends a statement at the
+/// lease, but PostgreSQL turns it off while a commit waits for a synchronous standby.
+const COMMIT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 type Reply = oneshot::Sender<Result<Placement, StoreError>>;
 
@@ -127,38 +131,73 @@ async fn place_batch(pool: &Pool, watch: &SyncRepWatch, batch: Vec<(NewOrder, Re
     let epoch = watch.epoch();
     // The lease is taken once a connection is in hand: waiting for one counts.
     let mut taken = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
     for (new, reply) in batch {
         if new.lease.take() {
-            taken.push((new, reply));
+            taken.push(new);
+            replies.push(reply);
         } else {
             let _ = reply.send(Ok(Placement::Abandoned));
         }
     }
-    let settled = match taken.len() {
-        0 | 1 => HashMap::new(),
-        _ => place_together(&client, &taken).await,
+    let bound = taken
+        .iter()
+        .filter_map(|new| new.lease.deadline())
+        .max()
+        .map(|deadline| tokio::time::Instant::from_std(deadline) + COMMIT_GRACE);
+    let placing = place_taken(&client, &taken);
+    let placed = match bound {
+        Some(bound) => tokio::time::timeout_at(bound, placing).await.ok(),
+        None => Some(placing.await),
     };
-    let rest = taken.into_iter().map(|(new, reply)| {
-        let client = &client;
-        let known = settled.get(&new.order.order_id).cloned();
-        async move {
-            let result = match known {
-                Some(placement) => Ok(placement),
-                None => place_alone(client, &new).await,
-            };
-            let read_only = result.as_ref().is_err_and(refused_as_read_only);
-            let _ = reply.send(unless_commit_uncertain(result, watch, epoch));
-            read_only
+    let Some(results) = placed else {
+        // A commit that outlives the lease (waiting for a standby that is gone, or a
+        // server that stopped answering): the outcome is unknown, the client's retry
+        // settles it, and the connection, stuck on it, is not used again.
+        tracing::warn!(
+            orders = taken.len(),
+            "a placement's commit outlived its lease; dropping the connection"
+        );
+        for reply in replies {
+            let _ = reply.send(Err(StoreError::unavailable(
+                "the commit did not finish within the lease: its outcome is unknown",
+            )));
         }
-    });
-    // Concurrent queries on one client are pipelined by tokio-postgres.
-    let read_only = join_all(rest).await.into_iter().any(|refused| refused);
+        drop(deadpool_postgres::Object::take(client));
+        return;
+    };
+    let read_only = results
+        .iter()
+        .any(|result| result.as_ref().is_err_and(refused_as_read_only));
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(unless_commit_uncertain(result, watch, epoch));
+    }
     if read_only {
         // The server was demoted: a new connection finds the primary (with a
         // multi-host URL and target_session_attrs=read-write) instead.
         tracing::warn!("the database refused a write as read-only; dropping the connection");
         drop(deadpool_postgres::Object::take(client));
     }
+}
+
+/// The batch statement, then each order it did not settle on its own; one result per
+/// order, in order.
+async fn place_taken(client: &Client, taken: &[NewOrder]) -> Vec<Result<Placement, StoreError>> {
+    let settled = match taken.len() {
+        0 | 1 => HashMap::new(),
+        _ => place_together(client, taken).await,
+    };
+    let each = taken.iter().map(|new| {
+        let known = settled.get(&new.order.order_id).cloned();
+        async move {
+            match known {
+                Some(placement) => Ok(placement),
+                None => place_alone(client, new).await,
+            }
+        }
+    });
+    // Concurrent queries on one client are pipelined by tokio-postgres.
+    join_all(each).await
 }
 
 /// A placement committed while a wait for synchronous replication was cancelled may
@@ -178,8 +217,8 @@ fn unless_commit_uncertain(
 }
 
 /// The batch statement; an empty map if it failed (everyone then goes alone).
-async fn place_together(client: &Client, batch: &[(NewOrder, Reply)]) -> HashMap<Uuid, Placement> {
-    let orders: Vec<&NewOrder> = batch.iter().map(|(new, _)| new).collect();
+async fn place_together(client: &Client, batch: &[NewOrder]) -> HashMap<Uuid, Placement> {
+    let orders: Vec<&NewOrder> = batch.iter().collect();
     let columns = Columns::of(&orders);
     let rows = match client.prepare_cached(sql::PLACE_ORDERS).await {
         Ok(stmt) => client.query(&stmt, &columns.params()).await,
