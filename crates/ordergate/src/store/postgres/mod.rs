@@ -138,6 +138,53 @@ impl PostgresStore {
     }
 }
 
+/// One transaction that writes what came of some delivery attempts.
+async fn record_on(
+    client: &mut deadpool_postgres::Object,
+    results: &[DeliveryResult],
+) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    let (delivered, others) = DeliveredBatch::split(results);
+    for result in others {
+        match result {
+            DeliveryResult::Retry {
+                order_id,
+                error,
+                next_at_ms,
+            } => {
+                let stmt = tx.prepare_cached(sql::RETRY_DELIVERY).await?;
+                tx.execute(&stmt, &[order_id, error, next_at_ms]).await?
+            }
+            DeliveryResult::Failed { order_id, error } => {
+                let stmt = tx.prepare_cached(sql::FAILED_DELIVERY).await?;
+                tx.execute(&stmt, &[order_id, error]).await?
+            }
+            // Written with the rest of its batch, below.
+            DeliveryResult::Delivered { .. } => 0,
+        };
+    }
+    if !delivered.order_ids.is_empty() {
+        let stmt = tx.prepare_cached(sql::DELIVERED).await?;
+        tx.execute(&stmt, &[&delivered.order_ids, &delivered.at_ms])
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A connection on which a write was refused as read-only (its server was demoted) is
+/// dropped, not returned to the pool: the next one finds the primary.
+fn retire_if_read_only<T>(
+    client: deadpool_postgres::Object,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if result.as_ref().is_err_and(refused_as_read_only) {
+        tracing::warn!("the database refused a write as read-only; dropping the connection");
+        drop(deadpool_postgres::Object::take(client));
+    }
+    result
+}
+
 /// How long data sent to the database may go unacknowledged before the connection is
 /// given up (`tcp_user_timeout`): a host that vanished (a crashed machine, a cut
 /// network) is noticed within this while a statement waits on it.
@@ -238,11 +285,16 @@ impl Outbox for PostgresStore {
         lease_until_ms: i64,
     ) -> Result<Vec<PendingDelivery>, StoreError> {
         let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(sql::LEASE_DELIVERIES).await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = client
-            .query(&stmt, &[&now_ms, &limit, &lease_until_ms])
-            .await?;
+        let leased = async {
+            let stmt = client.prepare_cached(sql::LEASE_DELIVERIES).await?;
+            let rows = client
+                .query(&stmt, &[&now_ms, &limit, &lease_until_ms])
+                .await?;
+            Ok::<_, StoreError>(rows)
+        }
+        .await;
+        let rows = retire_if_read_only(client, leased)?;
         rows.iter()
             .map(|row| {
                 Ok(PendingDelivery {
@@ -259,33 +311,8 @@ impl Outbox for PostgresStore {
 
     async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let (delivered, others) = DeliveredBatch::split(&results);
-        for result in others {
-            match result {
-                DeliveryResult::Retry {
-                    order_id,
-                    error,
-                    next_at_ms,
-                } => {
-                    let stmt = tx.prepare_cached(sql::RETRY_DELIVERY).await?;
-                    tx.execute(&stmt, &[order_id, error, next_at_ms]).await?
-                }
-                DeliveryResult::Failed { order_id, error } => {
-                    let stmt = tx.prepare_cached(sql::FAILED_DELIVERY).await?;
-                    tx.execute(&stmt, &[order_id, error]).await?
-                }
-                // Written with the rest of its batch, below.
-                DeliveryResult::Delivered { .. } => 0,
-            };
-        }
-        if !delivered.order_ids.is_empty() {
-            let stmt = tx.prepare_cached(sql::DELIVERED).await?;
-            tx.execute(&stmt, &[&delivered.order_ids, &delivered.at_ms])
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let recorded = record_on(&mut client, &results).await;
+        retire_if_read_only(client, recorded)
     }
 
     async fn delivery_status(
