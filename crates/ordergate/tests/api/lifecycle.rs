@@ -27,12 +27,19 @@ async fn a_closing_sqlite_store_releases_its_file_only_after_its_last_commit() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("ordergate.db");
     let store = SqliteStore::open(&path, Arc::new(SystemClock)).expect("open");
-    let mut placing: FuturesUnordered<_> = (0..500)
-        .map(|i| store.place(new_order("t", &format!("k{i}"), BODY, TTL)))
-        .collect();
-    // One poll hands every order to the writer's queue (unconstrained: tokio's
-    // cooperative budget would otherwise leave sends for later polls).
-    assert!(futures::poll!(tokio::task::unconstrained(placing.next())).is_pending());
+    // Every order is handed to the writer's queue before the close: each placement is
+    // polled once here (unconstrained: tokio's cooperative budget would otherwise
+    // leave sends for later polls). One the writer answers at once is kept as it is.
+    let placing: FuturesUnordered<_> = FuturesUnordered::new();
+    let mut early = Vec::new();
+    for i in 0..500 {
+        let mut place = Box::pin(store.place(new_order("t", &format!("k{i}"), BODY, TTL)));
+        match futures::poll!(tokio::task::unconstrained(place.as_mut())) {
+            std::task::Poll::Ready(answer) => early.push(answer),
+            std::task::Poll::Pending => placing.push(place),
+        }
+    }
+    let mut placing = placing;
 
     let second_process = async {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -51,7 +58,8 @@ async fn a_closing_sqlite_store_releases_its_file_only_after_its_last_commit() {
     };
     let answers = async {
         let mut placed = 0;
-        while let Some(answer) = placing.next().await {
+        let mut answers = futures::stream::iter(early).chain(&mut placing);
+        while let Some(answer) = answers.next().await {
             if answer.expect("placed before the store closed") == Placement::Placed {
                 placed += 1;
             }
