@@ -12,6 +12,13 @@ use std::time::{Duration, Instant};
 use crate::own_postgres::Primary;
 use crate::process;
 
+/// `ordergate serve` in open mode on a loopback port, on the database at `url`.
+fn gateway_on(url: &str, extra: &[&str]) -> process::Gateway {
+    let mut command = process::command(&["--listen", "127.0.0.1:0", "--database", url]);
+    command.args(extra);
+    process::serve(command)
+}
+
 /// The standby is gone, a placement's commit waits for it, and the wait is cancelled
 /// (as an operator or a tool unsticks a zombie primary): PostgreSQL reports the
 /// commit as done, but the order is answered 503, never 201. Once replication is
@@ -20,12 +27,7 @@ use crate::process;
 async fn a_commit_whose_wait_for_the_standby_was_cancelled_is_not_acknowledged() {
     let primary = Primary::start();
     let url = primary.url();
-    let gw = process::serve(process::command(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        &url,
-    ]));
+    let gw = gateway_on(&url, &[]);
     primary.wait_for_standby("ghost");
     let client = reqwest::Client::new();
     let orders = gw.url("/orders");
@@ -85,23 +87,13 @@ async fn a_commit_whose_wait_for_the_standby_was_cancelled_is_not_acknowledged()
 async fn connections_to_a_demoted_primary_are_dropped_and_writes_find_the_new_one() {
     let (old, new) = (Primary::start(), Primary::start());
     // The new primary's schema, as a gateway creates it.
-    drop(process::serve(process::command(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        &new.url(),
-    ])));
+    drop(gateway_on(&new.url(), &[]));
     let url = format!(
         "postgres://postgres@{},{}/postgres?target_session_attrs=read-write",
         old.host(),
         new.host()
     );
-    let gw = process::serve(process::command(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        &url,
-    ]));
+    let gw = gateway_on(&url, &[]);
     let client = reqwest::Client::new();
     let orders = gw.url("/orders");
     let (status, _, _) = process::post_order(&client, &orders, "before")
@@ -151,14 +143,7 @@ async fn connections_to_a_demoted_primary_are_dropped_and_writes_find_the_new_on
 async fn a_commit_waiting_for_a_standby_is_answered_within_the_lease() {
     let primary = Primary::start();
     let url = primary.url();
-    let gw = process::serve(process::command(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        &url,
-        "--lease-ttl",
-        "2s",
-    ]));
+    let gw = gateway_on(&url, &["--lease-ttl", "2s"]);
     primary.wait_for_standby("ghost");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
