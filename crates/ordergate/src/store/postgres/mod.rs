@@ -179,10 +179,17 @@ fn retire_if_read_only<T>(
     result: Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     if result.as_ref().is_err_and(refused_as_read_only) {
-        tracing::warn!("the database refused a write as read-only; dropping the connection");
-        drop(deadpool_postgres::Object::take(client));
+        retire(client, "the database refused a write as read-only");
     }
     result
+}
+
+/// Closes `client` instead of returning it to the pool, and says why: a connection to a
+/// demoted server (with a multi-host URL and `target_session_attrs=read-write`, the
+/// next one reaches the primary), or one stuck on a commit.
+fn retire(client: deadpool_postgres::Object, why: &str) {
+    tracing::warn!(reason = why, "dropping a database connection");
+    drop(deadpool_postgres::Object::take(client));
 }
 
 /// How long data sent to the database may go unacknowledged before the connection is

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::notices::SyncRepWatch;
-use super::{is_lock_timeout, live_record_from_row, refused_as_read_only, sql};
+use super::{is_lock_timeout, live_record_from_row, refused_as_read_only, retire, sql};
 use crate::store::{NewOrder, StoreError};
 
 /// Workers placing batches at once (each on its own connection).
@@ -154,16 +154,12 @@ async fn place_batch(pool: &Pool, watch: &SyncRepWatch, batch: Vec<(NewOrder, Re
         // A commit that outlives the lease (waiting for a standby that is gone, or a
         // server that stopped answering): the outcome is unknown, the client's retry
         // settles it, and the connection, stuck on it, is not used again.
-        tracing::warn!(
-            orders = taken.len(),
-            "a placement's commit outlived its lease; dropping the connection"
-        );
         for reply in replies {
             let _ = reply.send(Err(StoreError::unavailable(
                 "the commit did not finish within the lease: its outcome is unknown",
             )));
         }
-        drop(deadpool_postgres::Object::take(client));
+        retire(client, "a placement's commit outlived its lease");
         return;
     };
     let read_only = results
@@ -173,10 +169,7 @@ async fn place_batch(pool: &Pool, watch: &SyncRepWatch, batch: Vec<(NewOrder, Re
         let _ = reply.send(unless_commit_uncertain(result, watch, epoch));
     }
     if read_only {
-        // The server was demoted: a new connection finds the primary (with a
-        // multi-host URL and target_session_attrs=read-write) instead.
-        tracing::warn!("the database refused a write as read-only; dropping the connection");
-        drop(deadpool_postgres::Object::take(client));
+        retire(client, "the database refused a write as read-only");
     }
 }
 
