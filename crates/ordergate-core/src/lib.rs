@@ -20,6 +20,8 @@
 //! - [`refusal`]: every way a request is refused, and its problem.
 //! - [`delivery`]: delivery's rules: the message, the webhook signature, the backoff
 //!   and the judgement of an attempt.
+//! - [`fix`]: FIX 4.4 for delivery: the tag=value codec, the NewOrderSingle of an
+//!   order, sequence checks, and what an ExecutionReport or a reject says.
 //! - [`answer`]: HTTP answers as data (status, headers, body) for either build.
 //! - [`intake`]: the HTTP-level checks of a request, in the contract's order.
 //! - [`legacy`]: replays of the old worker's stored answers during the switch-over.
@@ -31,6 +33,7 @@
 pub mod answer;
 pub mod controls;
 pub mod delivery;
+pub mod fix;
 pub mod intake;
 pub mod json;
 pub mod key;

@@ -87,6 +87,9 @@ pub struct Metrics {
     delivery_attempts: Family<Result_, Counter>,
     deliveries_pending: Gauge,
     delivery_lag: Gauge<f64, AtomicU64>,
+    fix_session_up: Gauge,
+    fix_sequence_errors: Counter,
+    fix_resent: Family<Kind, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,6 +123,29 @@ impl Default for Metrics {
         }
         let deliveries_pending = Gauge::default();
         let delivery_lag = Gauge::<f64, AtomicU64>::default();
+        let fix_session_up = Gauge::default();
+        let fix_sequence_errors = Counter::default();
+        let fix_resent = Family::<Kind, Counter>::default();
+        for kind in ["poss_resend", "poss_dup"] {
+            let _ = fix_resent.get_or_create(&Kind { kind });
+        }
+        registry.register(
+            "fix_session_up",
+            "1 while this gateway's FIX session is logged on, else 0",
+            fix_session_up.clone(),
+        );
+        registry.register(
+            "fix_sequence_errors",
+            "Times the FIX counterparty's sequence numbers went back (or a reset went \
+             backwards): the session stays down until a person resolves it",
+            fix_sequence_errors.clone(),
+        );
+        registry.register(
+            "fix_resent",
+            "Orders sent over FIX again, by kind: poss_resend (97=Y, unconfirmed), poss_dup \
+             (43=Y, in answer to a resend request)",
+            fix_resent.clone(),
+        );
         registry.register(
             "delivery_attempts",
             "Delivery attempts by result: delivered, retry, failed",
@@ -164,6 +190,9 @@ impl Default for Metrics {
             delivery_attempts,
             deliveries_pending,
             delivery_lag,
+            fix_session_up,
+            fix_sequence_errors,
+            fix_resent,
         }
     }
 }
@@ -192,6 +221,21 @@ impl Metrics {
     pub fn delivery_backlog(&self, pending: i64, lag_ms: i64) {
         self.deliveries_pending.set(pending);
         self.delivery_lag.set(lag_ms as f64 / 1000.0);
+    }
+
+    /// Whether this gateway's FIX session is logged on.
+    pub fn fix_session_up(&self, up: bool) {
+        self.fix_session_up.set(i64::from(up));
+    }
+
+    /// Counts one time the FIX counterparty's numbers went back.
+    pub fn fix_sequence_error(&self) {
+        self.fix_sequence_errors.inc();
+    }
+
+    /// Counts one order sent again over FIX, flagged by `kind`.
+    pub fn fix_resent(&self, kind: &'static str) {
+        self.fix_resent.get_or_create(&Kind { kind }).inc();
     }
 
     /// Counts one request that waited for another with the same key.

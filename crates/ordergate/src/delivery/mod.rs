@@ -16,6 +16,7 @@
 //! meanwhile go together into the next). So a receiver request that hangs until its
 //! timeout holds up only its own message, and nothing waits leased for long.
 
+mod fix;
 mod nats;
 mod target;
 mod webhook;
@@ -29,20 +30,24 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, OptionFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use ordergate_core::delivery::{self as rules, Attempted, Verdict};
+use ordergate_core::settings::millis;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::store::fix::FixStore;
 use crate::store::{DeliveryResult, DynOutbox, PendingDelivery, StoreError};
 use crate::telemetry::{Metrics, log_store_error};
 
+pub use fix::Fix;
 pub use nats::JetStream;
-pub use target::{Target, WebhookKey};
+pub use target::{FixTarget, Target, WebhookKey};
 pub use webhook::Webhook;
 
-/// How long a leased delivery is this gateway's before others may take it.
-const LEASE_MS: i64 = 30_000;
+/// How long a leased delivery is this gateway's before others may take it, unless
+/// the sink says otherwise.
+const LEASE: Duration = Duration::from_secs(30);
 /// The pause when nothing is due, and after a store failure.
 const IDLE_PAUSE: Duration = Duration::from_millis(100);
 const STORE_FAILURE_PAUSE: Duration = Duration::from_secs(1);
@@ -54,16 +59,32 @@ const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 pub struct Message {
     pub order_id: Uuid,
     pub tenant: String,
-    /// `{"type":"order.accepted","sequence":…,"tenant":…,"timestamp":…,"data":{order}}`
+    /// `{"type":"order.accepted","sequence":…,"tenant":…,"timestamp":…,"data":{order}}`,
+    /// for the sinks that send JSON.
     pub body: Vec<u8>,
+    /// The order JSON alone, and when it was accepted, for the sinks that map it.
+    pub order: Vec<u8>,
+    pub accepted_at_ms: i64,
+    /// Attempts before this one.
+    pub attempts: i64,
 }
 
 impl Message {
-    fn new(pending: &PendingDelivery, now_ms: i64) -> Self {
+    fn new(pending: &PendingDelivery, now_ms: i64, shape: Shape) -> Self {
+        let (body, order) = if shape.json {
+            let body =
+                rules::message_body(pending.sequence, &pending.tenant, now_ms, &pending.body);
+            (body, Vec::new())
+        } else {
+            (Vec::new(), pending.body.clone())
+        };
         Self {
             order_id: pending.order_id,
             tenant: pending.tenant.clone(),
-            body: rules::message_body(pending.sequence, &pending.tenant, now_ms, &pending.body),
+            body,
+            order,
+            accepted_at_ms: pending.accepted_at_ms,
+            attempts: pending.attempts,
         }
     }
 }
@@ -75,28 +96,54 @@ pub trait Sink: Send + Sync + 'static {
     /// How the dispatcher should feed it.
     fn shape(&self) -> Shape;
 
+    /// How long a message handed to it stays leased: longer than a send may take.
+    fn lease(&self) -> Duration {
+        LEASE
+    }
+
+    /// Whether it can send now; while it cannot, nothing is leased for it (so an
+    /// outage it knows of costs no attempts).
+    fn ready(&self) -> bool {
+        true
+    }
+
     /// Sends the batch (at most `shape().batch` messages); one outcome per message,
     /// in order. `Confirmed` only once the sink has confirmed the message.
     async fn send(&self, batch: &[Message]) -> Vec<Sent>;
 }
 
-/// How a sink takes messages: `batch` per send, `in_flight` sends at once.
+/// How a sink takes messages: `batch` per send, `in_flight` sends at once, and
+/// whether it sends the JSON message ([`Message::body`]) or maps the order itself
+/// ([`Message::order`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
     pub batch: usize,
     pub in_flight: usize,
+    pub json: bool,
 }
 
 pub use ordergate_core::delivery::Sent;
 
+/// What a sink may need beyond its target: the webhook's key; the FIX session's
+/// store, clock and metrics.
+pub struct SinkParts {
+    pub key: Option<WebhookKey>,
+    pub fix_store: Arc<dyn FixStore>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
 /// The sink of a `--deliver` target.
-pub fn sink_for(target: &Target, key: Option<&WebhookKey>) -> anyhow::Result<Arc<dyn Sink>> {
+pub fn sink_for(target: &Target, parts: SinkParts) -> anyhow::Result<Arc<dyn Sink>> {
     Ok(match target {
         Target::Nats { server, subject } => Arc::new(JetStream::new(server, subject)),
         Target::Webhook(endpoint) => {
-            let key = key.ok_or_else(|| anyhow::anyhow!("a webhook needs --deliver-secret"))?;
-            Arc::new(Webhook::new(endpoint, key.0.clone())?)
+            let key = parts
+                .key
+                .ok_or_else(|| anyhow::anyhow!("a webhook needs --deliver-secret"))?;
+            Arc::new(Webhook::new(endpoint, key.0)?)
         }
+        Target::Fix(fix) => Arc::new(Fix::start(fix, parts.fix_store, parts.clock, parts.metrics)),
     })
 }
 
@@ -190,7 +237,7 @@ impl Dispatcher {
             sink,
             clock,
             metrics,
-            max_age_ms: ordergate_core::settings::millis(max_age),
+            max_age_ms: millis(max_age),
             stop: CancellationToken::new(),
             backlog_at: Mutex::new(tokio::time::Instant::now()),
         }
@@ -218,7 +265,7 @@ impl Dispatcher {
         let shape = self.sink.shape();
         let mut flow = Flow::default();
         loop {
-            if !self.stop.is_cancelled() {
+            if !self.stop.is_cancelled() && self.sink.ready() {
                 self.top_up(&mut flow, shape).await?;
             }
             while flow.flying.len() < shape.in_flight
@@ -294,7 +341,11 @@ impl Dispatcher {
     async fn lease(&self, limit: usize) -> Result<Vec<PendingDelivery>, StoreError> {
         let now_ms = self.clock.now_ms();
         self.outbox
-            .lease_due(limit, now_ms, now_ms.saturating_add(LEASE_MS))
+            .lease_due(
+                limit,
+                now_ms,
+                now_ms.saturating_add(millis(self.sink.lease())),
+            )
             .await
             .inspect_err(|e| self.store_failed(e, "leasing deliveries"))
     }
@@ -302,7 +353,11 @@ impl Dispatcher {
     /// One send of the sink, judged.
     async fn send(&self, chunk: Vec<PendingDelivery>) -> Vec<DeliveryResult> {
         let now_ms = self.clock.now_ms();
-        let messages: Vec<Message> = chunk.iter().map(|p| Message::new(p, now_ms)).collect();
+        let shape = self.sink.shape();
+        let messages: Vec<Message> = chunk
+            .iter()
+            .map(|p| Message::new(p, now_ms, shape))
+            .collect();
         let sent = self.sink.send(&messages).await;
         let done_ms = self.clock.now_ms();
         chunk

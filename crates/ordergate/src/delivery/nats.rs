@@ -98,6 +98,7 @@ impl Sink for JetStream {
         Shape {
             batch: 256,
             in_flight: 4,
+            json: true,
         }
     }
 

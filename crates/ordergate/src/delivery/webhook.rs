@@ -58,6 +58,7 @@ impl Sink for Webhook {
         Shape {
             batch: 1,
             in_flight: IN_FLIGHT,
+            json: true,
         }
     }
 

@@ -100,7 +100,13 @@ pub async fn serve_store(
     };
     let deliverer = match &args.deliver {
         Some(url) => {
-            let sink = crate::delivery::sink_for(url, args.deliver_secret.as_ref())?;
+            let parts = crate::delivery::SinkParts {
+                key: args.deliver_secret.clone(),
+                fix_store: stores.fix.clone(),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+            };
+            let sink = crate::delivery::sink_for(url, parts)?;
             tracing::info!(sink = ?url, "delivering accepted orders");
             Some(Deliverer::spawn(Dispatcher::new(
                 stores.outbox.clone(),

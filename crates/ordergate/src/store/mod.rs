@@ -1,13 +1,14 @@
-//! Storage: two small traits, and a backend per database behind them.
+//! Storage: three small traits, and a backend per database behind them.
 //!
-//! A backend is a [`RecordStore`] (claims, placements, lookups) and an [`Outbox`]
-//! (the deliveries of accepted orders), one database under both. Backends only store
-//! and fetch; the protocol that decides what to store lives in `ordergate-core` and
+//! A backend is a [`RecordStore`] (claims, placements, lookups), an [`Outbox`] (the
+//! deliveries of accepted orders) and a [`fix::FixStore`] (a FIX session's numbers and
+//! sent messages), one database under all three. Backends only store and fetch; the protocol that decides what to store lives in `ordergate-core` and
 //! is driven by [`crate::gateway`]. Every backend must make the claim of a key, the
 //! order, its stored response and its pending delivery one atomic, durable commit.
 
 mod database_url;
 mod error;
+pub mod fix;
 mod outbox;
 pub mod postgres;
 mod records;
@@ -22,21 +23,24 @@ pub use outbox::{
 };
 pub use records::{DynRecords, Lease, NewOrder, RecordStore};
 
-/// One backend's two halves, sharing its database. Close it through the records
-/// half once the deliverer has stopped.
+/// One backend's halves, sharing its database. Close it through the records half
+/// once the deliverer has stopped.
 #[derive(Clone)]
 pub struct Stores {
     pub records: DynRecords,
     pub outbox: DynOutbox,
+    /// The FIX session's state, for a `fix://` sink.
+    pub fix: Arc<dyn fix::FixStore>,
 }
 
 impl Stores {
-    /// Both halves of one backend.
-    pub fn of<B: RecordStore + Outbox>(backend: B) -> Self {
+    /// Every half of one backend.
+    pub fn of<B: RecordStore + Outbox + fix::FixStore>(backend: B) -> Self {
         let backend = Arc::new(backend);
         Self {
             records: backend.clone(),
-            outbox: backend,
+            outbox: backend.clone(),
+            fix: backend,
         }
     }
 }

@@ -235,6 +235,7 @@ pub async fn spawn_app_on_store(
     let stores = Stores {
         records: records(inner.records),
         outbox: inner.outbox,
+        fix: inner.fix,
     };
     launch(dir, pg, listener, |listener, stop| async move {
         let shutdown = async {

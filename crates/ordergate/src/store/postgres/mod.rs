@@ -6,6 +6,7 @@
 //! hangs (SIGSTOP, a network cut) cannot hold a key, a lock or a connection past it.
 
 mod errors;
+mod fix;
 mod notices;
 mod placement;
 mod sql;

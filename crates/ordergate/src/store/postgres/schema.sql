@@ -43,3 +43,25 @@ ALTER TABLE orders
     ADD COLUMN IF NOT EXISTS order_type text NOT NULL DEFAULT 'market',
     ADD COLUMN IF NOT EXISTS limit_price text,
     ADD COLUMN IF NOT EXISTS time_in_force text NOT NULL DEFAULT 'day';
+
+-- Version 4: the FIX session's state (see the SQLite schema). The session's holder
+-- among the gateways is the one holding its advisory lock; the epoch fences out one
+-- that lost the lock without noticing.
+CREATE TABLE IF NOT EXISTS fix_sessions (
+    session  text   NOT NULL PRIMARY KEY,
+    next_out bigint NOT NULL,
+    next_in  bigint NOT NULL,
+    epoch    bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fix_messages (
+    session    text   NOT NULL,
+    seq        bigint NOT NULL,
+    msg_type   text   NOT NULL,
+    order_id   uuid,
+    sent_at_ms bigint NOT NULL,
+    message    bytea  NOT NULL,
+    PRIMARY KEY (session, seq)
+);
+CREATE INDEX IF NOT EXISTS fix_messages_by_order ON fix_messages (order_id)
+    WHERE order_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS fix_messages_by_time ON fix_messages (session, sent_at_ms);

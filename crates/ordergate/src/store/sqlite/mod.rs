@@ -11,6 +11,7 @@
 //! one still writes to it.
 
 mod checkpointer;
+mod fix;
 mod leases;
 mod readers;
 mod sql;
@@ -35,7 +36,7 @@ use super::{
 };
 use crate::clock::Clock;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// Reader threads, one connection each.
 const READERS: usize = 2;
 /// Least time between write probes while commits are failing.
@@ -265,10 +266,11 @@ fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
 /// Brings the schema to [`SCHEMA_VERSION`], one version at a time, each in one
 /// transaction with its version stamp.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    const STEPS: [&str; 3] = [
+    const STEPS: [&str; 4] = [
         include_str!("schema.sql"),
         include_str!("schema_2.sql"),
         include_str!("schema_3.sql"),
+        include_str!("schema_4.sql"),
     ];
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     for (to, step) in (1..).zip(STEPS).skip(usize::try_from(version).unwrap_or(0)) {

@@ -36,12 +36,32 @@ pub enum Job {
     Probe(Reply<usize>),
     /// What came of sending leased deliveries.
     Record(Vec<DeliveryResult>, Reply<()>),
+    /// Work in a transaction of its own, after the batch's: the FIX session's writes.
+    /// It answers its caller itself, and says whether it committed.
+    Own(OwnWork),
     /// Take no more jobs: finish those queued, then end the thread.
     Stop,
 }
 
 /// Where a job's answer goes.
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// An [`Job::Own`] job: given the connection, or why the store cannot write now.
+pub type OwnWork = Box<dyn FnOnce(Result<&mut Connection, &StoreError>) -> bool + Send>;
+
+/// An [`OwnWork`] that runs `work` in one transaction and sends its answer to `reply`.
+pub fn own_work<T: Send + 'static>(
+    reply: Reply<T>,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+) -> OwnWork {
+    Box::new(move |conn| {
+        let result = match conn {
+            Ok(conn) => in_transaction(conn, work),
+            Err(e) => Err(StoreError::unavailable(crate::telemetry::cause_chain(e))),
+        };
+        answer_alone(reply, result)
+    })
+}
 
 /// The jobs that answer with a number of rows.
 enum Count {
@@ -54,6 +74,7 @@ struct Batch {
     places: Vec<(NewOrder, Reply<Placement>)>,
     counts: Vec<(Count, Reply<usize>)>,
     records: Vec<(Vec<DeliveryResult>, Reply<()>)>,
+    own: Vec<OwnWork>,
     stop: bool,
 }
 
@@ -119,6 +140,7 @@ impl Batch {
             places: Vec::with_capacity(jobs.len()),
             counts: Vec::new(),
             records: Vec::new(),
+            own: Vec::new(),
             stop: false,
         };
         for job in jobs {
@@ -130,6 +152,7 @@ impl Batch {
                 Job::Purge(limit, reply) => batch.counts.push((Count::Purge(limit), reply)),
                 Job::Probe(reply) => batch.counts.push((Count::Probe, reply)),
                 Job::Record(results, reply) => batch.records.push((results, reply)),
+                Job::Own(work) => batch.own.push(work),
                 Job::Stop => batch.stop = true,
             }
         }
@@ -151,17 +174,30 @@ impl Batch {
         for (_, reply) in self.records {
             let _ = reply.send(Err(failure()));
         }
+        for work in self.own {
+            work(Err(e));
+        }
         false
     }
 }
 
-/// Runs the batch in one transaction and commits it; false if a commit failed.
+/// Runs the batch: its shared transaction, then each [`Job::Own`] in its own; false
+/// if a commit failed.
+fn commit_batch(conn: &mut Connection, now_ms: i64, mut batch: Batch) -> bool {
+    let own = std::mem::take(&mut batch.own);
+    let committed = commit_shared(conn, now_ms, batch);
+    own.into_iter()
+        .fold(committed, |committed, work| work(Ok(conn)) && committed)
+}
+
+/// Runs the batch's shared jobs in one transaction and commits it; false if a commit
+/// failed.
 ///
 /// Statements in a batch almost never fail on their own (the claim is an upsert), so
 /// the batch runs without a savepoint per job. If anything fails, the whole
 /// transaction rolls back and each job is retried in a transaction of its own, so a
 /// failing job still fails alone.
-fn commit_batch(conn: &mut Connection, now_ms: i64, batch: Batch) -> bool {
+fn commit_shared(conn: &mut Connection, now_ms: i64, batch: Batch) -> bool {
     if batch.places.is_empty() && batch.counts.is_empty() && batch.records.is_empty() {
         return true;
     }
