@@ -15,6 +15,8 @@ mod delivery;
 mod durability;
 mod edge_runner;
 mod failover;
+mod fix_acceptor;
+mod fix_delivery;
 mod full_disk;
 mod lifecycle;
 mod lookups;

@@ -7,10 +7,13 @@ a real order-management system must (QuickFIX itself does not): the first copy i
 acknowledged (ExecType 0, New), or rejected when its symbol starts with "REJECT";
 a later copy of an acknowledged order is refused as a duplicate (ExecType 8,
 OrdRejReason 6), a later copy of a rejected one is rejected again. Every logon it
-receives is recorded too (MsgSeqNum, ResetSeqNumFlag).
+receives is recorded too (MsgSeqNum, ResetSeqNumFlag), and every session logon and
+logout (events.jsonl).
 
-Usage: executor.py DIR PORT SENDER TARGET DICTIONARY
-Writes DIR/orders.jsonl and DIR/logons.jsonl; QuickFIX's store is DIR/store. Prints
+Usage: executor.py DIR PORT SENDER TARGET DICTIONARY [DELAY_MS]
+DELAY_MS makes it a slow order-management system: it waits that long before it
+answers each order (and takes the next one only then).
+Writes DIR/orders.jsonl, DIR/logons.jsonl and DIR/events.jsonl; QuickFIX's store is DIR/store. Prints
 "ready" once it listens; runs until SIGTERM or SIGKILL.
 """
 
@@ -19,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import quickfix as fix
 import quickfix44 as fix44
@@ -30,11 +34,13 @@ def optional(message, tag, header=False):
 
 
 class Executor(fix.Application):
-    def __init__(self, directory):
+    def __init__(self, directory, delay_ms):
         super().__init__()
+        self.delay = delay_ms / 1000.0
         self.lock = threading.Lock()
         self.orders = open(os.path.join(directory, "orders.jsonl"), "a", buffering=1)
         self.logons = open(os.path.join(directory, "logons.jsonl"), "a", buffering=1)
+        self.events = open(os.path.join(directory, "events.jsonl"), "a", buffering=1)
         self.answers = {}
         self.exec_id = 0
         path = os.path.join(directory, "orders.jsonl")
@@ -47,10 +53,10 @@ class Executor(fix.Application):
         pass
 
     def onLogon(self, session):
-        print("logon", flush=True)
+        self.events.write(json.dumps({"event": "logon"}) + "\n")
 
     def onLogout(self, session):
-        print("logout", flush=True)
+        self.events.write(json.dumps({"event": "logout"}) + "\n")
 
     def toAdmin(self, message, session):
         pass
@@ -99,6 +105,8 @@ class Executor(fix.Application):
             "answered": answer,
         }
         self.orders.write(json.dumps(record) + "\n")
+        if self.delay:
+            time.sleep(self.delay)
         self.report(message, session, answer)
 
     def report(self, message, session, answer):
@@ -129,6 +137,7 @@ class Executor(fix.Application):
 
 def main():
     directory, port, sender, target, dictionary = sys.argv[1:6]
+    delay_ms = int(sys.argv[6]) if len(sys.argv) > 6 else 0
     store = os.path.join(directory, "store")
     os.makedirs(store, exist_ok=True)
     config = os.path.join(directory, "acceptor.cfg")
@@ -150,7 +159,7 @@ def main():
             f"TargetCompID={target}\n"
         )
     settings = fix.SessionSettings(config)
-    application = Executor(directory)
+    application = Executor(directory, delay_ms)
     acceptor = fix.SocketAcceptor(
         application,
         fix.FileStoreFactory(settings),
