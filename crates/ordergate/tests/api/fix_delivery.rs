@@ -343,10 +343,17 @@ async fn the_gateway_killed_mid_load_resends_flagged_only() {
     assert!(logons.iter().all(|l| l.reset.is_none()));
 }
 
-/// The runbook's statement for a counterparty that started its numbers again from 1
-/// (OPERATIONS.md, "FIX sequence numbers").
-const RUNBOOK_RESET: &str =
-    "UPDATE fix_sessions SET next_out = 1, next_in = 1 WHERE session = 'FIX.4.4:OG->OMS';";
+/// The runbook's statement for a counterparty that started its numbers again from 1,
+/// as OPERATIONS.md gives it ("Runbook: sequence numbers").
+fn runbook_reset() -> String {
+    let guide = include_str!("../../../../docs/OPERATIONS.md");
+    guide
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("UPDATE fix_sessions SET next_out = 1, next_in = 1"))
+        .expect("the runbook's reset statement")
+        .to_owned()
+}
 
 /// The counterparty wipes its store and starts from 1: ordergate does not reset its
 /// numbers by itself (no logon with 141=Y, nothing sent); it logs why, counts it and
@@ -372,7 +379,7 @@ async fn a_counterparty_that_lost_its_numbers_is_not_reset_automatically() {
     let db = dir.path().join("ordergate.db");
     let runbook = std::process::Command::new("sqlite3")
         .arg(&db)
-        .arg(RUNBOOK_RESET)
+        .arg(runbook_reset())
         .status()
         .expect("sqlite3");
     assert!(runbook.success());
