@@ -3,7 +3,8 @@
 # against QuickFIX's acceptor with the test executor (crates/ordergate/tests/fix), which
 # answers every NewOrderSingle with an ExecutionReport:
 # 1. new orders with the FIX sink on against delivery off (wrk -t1 -c32 -d10s, ROUNDS
-#    interleaved rounds, default 2);
+#    interleaved rounds, default 2), with the gateway's CPU per order (from
+#    /proc/PID/stat) and the acceptor's CPU: the Python acceptor shares the 2 cores;
 # 2. confirmation latency at a steady RATE (default 500 orders/s, 20 s): from the
 #    NewOrderSingle's sending time to the delivery recorded (delivered_at - sent_at),
 #    and from acceptance (delivered_at - accepted_at), p50/p99/max;
@@ -29,7 +30,7 @@ fix_port=19893
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
 acceptor() { # NAME: a fresh acceptor on $fix_port
-  kill "${acceptor_pid:-0}" 2>/dev/null && wait "$acceptor_pid" 2>/dev/null || true
+  if [ -n "${acceptor_pid:-}" ]; then kill "$acceptor_pid" 2>/dev/null; wait "$acceptor_pid" 2>/dev/null || true; fi
   mkdir -p "$dir/acceptor-$1"
   "$venv/bin/python" crates/ordergate/tests/fix/executor.py "$dir/acceptor-$1" $fix_port OMS OG "$dictionary" \
     >"$dir/acceptor-$1/out" 2>&1 & acceptor_pid=$!
@@ -44,15 +45,24 @@ serve() { # DB [FLAGS...]
 }
 session_up() { until curl -s "http://$addr/metrics" | grep -q '^ordergate_fix_session_up 1'; do sleep 0.1; done; }
 rps() { wrk -t1 -c32 -d10s -s bench/new-orders.lua "http://$addr/orders" | awk '/Requests\/sec/ {print $2}'; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # user + system, in 1/100 s
+measured() { # PID [ACCEPTOR-PID]: req/s, the gateway's CPU µs per order, the acceptor's CPU s
+  local g0 a0=0 r g1 a1=0
+  g0=$(ticks "$1"); [ -n "${2:-}" ] && a0=$(ticks "$2")
+  r=$(rps)
+  g1=$(ticks "$1"); [ -n "${2:-}" ] && a1=$(ticks "$2")
+  awk -v r="$r" -v g=$((g1 - g0)) -v a=$((a1 - a0)) 'BEGIN {printf "%s %.1f %.1f", r, g * 10000 / (r * 10), a / 100}'
+}
 percentiles() { awk '{v[NR] = $1} END {printf "p50 %d, p99 %d, max %d (of %d)\n", v[int(NR * 0.5)], v[int(NR * 0.99)], v[NR], NR}'; }
 
 if [[ " $parts " == *" 1 "* ]]; then
 echo "== 1. intake, delivery off vs FIX on"
 for round in $(seq "$rounds"); do
-  serve "$dir/off-$round.db"; off=$(rps); kill $pid; wait $pid 2>/dev/null || true
+  serve "$dir/off-$round.db"; read -r off off_cpu _ <<<"$(measured $pid)"; kill $pid; wait $pid 2>/dev/null || true
   acceptor "on-$round"
-  serve "$dir/on-$round.db" --deliver "$fix_url"; session_up; on=$(rps); kill $pid; wait $pid 2>/dev/null || true
-  echo "round $round: off $off req/s, FIX on $on req/s (ratio $(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", a / b}'))"
+  serve "$dir/on-$round.db" --deliver "$fix_url"; session_up
+  read -r on on_cpu acceptor_cpu <<<"$(measured $pid "$acceptor_pid")"; kill $pid; wait $pid 2>/dev/null || true
+  echo "round $round: off $off req/s, FIX on $on req/s (ratio $(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", a / b}')); gateway CPU per order: off ${off_cpu} µs, on ${on_cpu} µs; the acceptor used ${acceptor_cpu} CPU-s of the 20 the machine had"
 done
 fi
 

@@ -133,12 +133,14 @@ fn orders_sent(
 }
 
 impl SqliteStore {
-    async fn write_own<T: Send + 'static>(
+    /// A write of the session, committed with the writer's next batch (one fsync for
+    /// the orders placed meanwhile and the session's messages).
+    async fn write_joined<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(writer::Job::Own(writer::own_work(reply, work)), answer)
+        self.send(writer::Job::Joined(writer::joined(reply, work)), answer)
             .await
     }
 }
@@ -154,7 +156,7 @@ impl FixStore for SqliteStore {
 
     async fn take_session(&self, session: &str) -> Result<SessionNumbers, StoreError> {
         let session = session.to_owned();
-        self.write_own(move |conn| take(conn, &session)).await
+        self.write_joined(move |conn| take(conn, &session)).await
     }
 
     async fn record_sent(
@@ -165,7 +167,7 @@ impl FixStore for SqliteStore {
         next_in: u64,
     ) -> Result<bool, StoreError> {
         let session = session.to_owned();
-        self.write_own(move |conn| record_sent(conn, &session, epoch, &sent, next_in))
+        self.write_joined(move |conn| record_sent(conn, &session, epoch, &sent, next_in))
             .await
     }
 
@@ -176,7 +178,7 @@ impl FixStore for SqliteStore {
         next_in: u64,
     ) -> Result<bool, StoreError> {
         let session = session.to_owned();
-        self.write_own(move |conn| {
+        self.write_joined(move |conn| {
             let ours = conn.prepare_cached(SET_NEXT_IN)?.execute(params![
                 session,
                 epoch,
@@ -210,7 +212,7 @@ impl FixStore for SqliteStore {
 
     async fn prune_sent(&self, session: &str, before_ms: i64) -> Result<usize, StoreError> {
         let session = session.to_owned();
-        self.write_own(move |conn| {
+        self.write_joined(move |conn| {
             Ok(conn
                 .prepare_cached(PRUNE)?
                 .execute(params![session, before_ms])?)

@@ -36,9 +36,8 @@ pub enum Job {
     Probe(Reply<usize>),
     /// What came of sending leased deliveries.
     Record(Vec<DeliveryResult>, Reply<()>),
-    /// Work in a transaction of its own, after the batch's: the FIX session's writes.
-    /// It answers its caller itself, and says whether it committed.
-    Own(OwnWork),
+    /// Other work that joins the batch's transaction: the FIX session's writes.
+    Joined(Box<dyn Joined>),
     /// Take no more jobs: finish those queued, then end the thread.
     Stop,
 }
@@ -46,21 +45,49 @@ pub enum Job {
 /// Where a job's answer goes.
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-/// An [`Job::Own`] job: given the connection, or why the store cannot write now.
-pub type OwnWork = Box<dyn FnOnce(Result<&mut Connection, &StoreError>) -> bool + Send>;
+/// Work that joins a batch's transaction. It may run twice (when the batch is retried
+/// job by job) and is answered once, with the outcome of its commit.
+pub trait Joined: Send {
+    fn run(&mut self, conn: &Connection) -> Result<(), StoreError>;
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>);
+}
 
-/// An [`OwnWork`] that runs `work` in one transaction and sends its answer to `reply`.
-pub fn own_work<T: Send + 'static>(
-    reply: Reply<T>,
-    work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-) -> OwnWork {
-    Box::new(move |conn| {
-        let result = match conn {
-            Ok(conn) => in_transaction(conn, work),
-            Err(e) => Err(StoreError::unavailable(crate::telemetry::cause_chain(e))),
-        };
-        answer_alone(reply, result)
+/// A [`Joined`] job that runs `work` and sends what it returned to `reply`.
+pub fn joined<T, F>(reply: Reply<T>, work: F) -> Box<dyn Joined>
+where
+    T: Send + 'static,
+    F: FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    Box::new(JoinedWork {
+        work,
+        result: None,
+        reply,
     })
+}
+
+struct JoinedWork<T, F> {
+    work: F,
+    result: Option<T>,
+    reply: Reply<T>,
+}
+
+impl<T, F> Joined for JoinedWork<T, F>
+where
+    T: Send,
+    F: FnMut(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        self.result = Some((self.work)(conn)?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>) {
+        let JoinedWork { result, reply, .. } = *self;
+        let answer = committed.and_then(|()| {
+            result.ok_or(StoreError::Invariant("a joined write ran without a result"))
+        });
+        let _ = reply.send(answer);
+    }
 }
 
 /// The jobs that answer with a number of rows.
@@ -74,7 +101,7 @@ struct Batch {
     places: Vec<(NewOrder, Reply<Placement>)>,
     counts: Vec<(Count, Reply<usize>)>,
     records: Vec<(Vec<DeliveryResult>, Reply<()>)>,
-    own: Vec<OwnWork>,
+    joined: Vec<Box<dyn Joined>>,
     stop: bool,
 }
 
@@ -140,7 +167,7 @@ impl Batch {
             places: Vec::with_capacity(jobs.len()),
             counts: Vec::new(),
             records: Vec::new(),
-            own: Vec::new(),
+            joined: Vec::new(),
             stop: false,
         };
         for job in jobs {
@@ -152,7 +179,7 @@ impl Batch {
                 Job::Purge(limit, reply) => batch.counts.push((Count::Purge(limit), reply)),
                 Job::Probe(reply) => batch.counts.push((Count::Probe, reply)),
                 Job::Record(results, reply) => batch.records.push((results, reply)),
-                Job::Own(work) => batch.own.push(work),
+                Job::Joined(work) => batch.joined.push(work),
                 Job::Stop => batch.stop = true,
             }
         }
@@ -174,31 +201,25 @@ impl Batch {
         for (_, reply) in self.records {
             let _ = reply.send(Err(failure()));
         }
-        for work in self.own {
-            work(Err(e));
+        for work in self.joined {
+            work.answer(Err(failure()));
         }
         false
     }
 }
 
-/// Runs the batch: its shared transaction, then each [`Job::Own`] in its own; false
-/// if a commit failed.
-fn commit_batch(conn: &mut Connection, now_ms: i64, mut batch: Batch) -> bool {
-    let own = std::mem::take(&mut batch.own);
-    let committed = commit_shared(conn, now_ms, batch);
-    own.into_iter()
-        .fold(committed, |committed, work| work(Ok(conn)) && committed)
-}
-
-/// Runs the batch's shared jobs in one transaction and commits it; false if a commit
-/// failed.
+/// Runs the batch in one transaction and commits it; false if a commit failed.
 ///
 /// Statements in a batch almost never fail on their own (the claim is an upsert), so
 /// the batch runs without a savepoint per job. If anything fails, the whole
 /// transaction rolls back and each job is retried in a transaction of its own, so a
 /// failing job still fails alone.
-fn commit_shared(conn: &mut Connection, now_ms: i64, batch: Batch) -> bool {
-    if batch.places.is_empty() && batch.counts.is_empty() && batch.records.is_empty() {
+fn commit_batch(conn: &mut Connection, now_ms: i64, mut batch: Batch) -> bool {
+    if batch.places.is_empty()
+        && batch.counts.is_empty()
+        && batch.records.is_empty()
+        && batch.joined.is_empty()
+    {
         return true;
     }
     let ran = in_transaction(conn, |tx| {
@@ -217,6 +238,9 @@ fn commit_shared(conn: &mut Connection, now_ms: i64, batch: Batch) -> bool {
             .iter()
             .map(|(results, _)| sql::record_deliveries(tx, results))
             .collect::<Result<Vec<_>, _>>()?;
+        for work in &mut batch.joined {
+            work.run(tx)?;
+        }
         Ok((placed, counted, recorded))
     });
     match ran {
@@ -224,10 +248,14 @@ fn commit_shared(conn: &mut Connection, now_ms: i64, batch: Batch) -> bool {
             answer_all(batch.places, placed);
             answer_all(batch.counts, counted);
             answer_all(batch.records, recorded);
+            for work in batch.joined {
+                work.answer(Ok(()));
+            }
             true
         }
         Err(e) => {
-            let jobs = batch.places.len() + batch.counts.len() + batch.records.len();
+            let jobs =
+                batch.places.len() + batch.counts.len() + batch.records.len() + batch.joined.len();
             tracing::warn!(error = %e, jobs, "group commit failed; committing one by one");
             let mut committed = true;
             for (new, reply) in batch.places {
@@ -241,6 +269,14 @@ fn commit_shared(conn: &mut Connection, now_ms: i64, batch: Batch) -> bool {
             for (results, reply) in batch.records {
                 let result = in_transaction(conn, |tx| sql::record_deliveries(tx, &results));
                 committed &= answer_alone(reply, result);
+            }
+            for mut work in batch.joined {
+                let result = in_transaction(conn, |tx| work.run(tx));
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "commit failed");
+                }
+                committed &= result.is_ok();
+                work.answer(result);
             }
             committed
         }
