@@ -139,6 +139,42 @@ impl Acceptor {
         std::fs::remove_dir_all(&store).expect("wipe the store");
     }
 
+    /// Sets the numbers QuickFIX stored (stopped acceptor only): the next it sends and
+    /// the next it expects.
+    pub fn set_numbers(&self, next_out: u64, next_in: u64) {
+        assert!(self.child.is_none(), "stop the acceptor first");
+        std::fs::write(self.seqnums(), format!("{next_out:010} : {next_in:010}")).expect("write");
+    }
+
+    /// The numbers QuickFIX stored: the next it sends and the next it expects.
+    pub fn numbers(&self) -> (u64, u64) {
+        let text = std::fs::read_to_string(self.seqnums()).expect("seqnums");
+        let (out, expected) = text.split_once(':').expect("SENDER : TARGET");
+        let number = |s: &str| s.trim().parse().expect("number");
+        (number(out), number(expected))
+    }
+
+    fn seqnums(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("store/FIX.4.4-{ACCEPTOR}-{GATEWAY}.seqnums"))
+    }
+
+    /// The message types the gateway sent, as QuickFIX's message log shows them.
+    pub fn types_from_gateway(&self) -> Vec<String> {
+        let log = self.dir.path().join(format!(
+            "log/FIX.4.4-{ACCEPTOR}-{GATEWAY}.messages.current.log"
+        ));
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.lines()
+            .filter(|line| line.contains(&format!("\x0149={GATEWAY}\x01")))
+            .filter_map(|line| {
+                let at = line.find("\x0135=")? + 4;
+                line[at..].split('\x01').next().map(str::to_owned)
+            })
+            .collect()
+    }
+
     /// Every NewOrderSingle received so far, in order.
     pub fn orders(&self) -> Vec<Received> {
         read_lines(&self.dir.path().join("orders.jsonl"))

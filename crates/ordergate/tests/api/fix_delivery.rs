@@ -462,3 +462,45 @@ async fn holder_of(gateways: &[process::Gateway], what: &str) -> usize {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Resend requests both ways: an acceptor that lost the gateway's last messages asks
+/// for them and gets the orders again with `43=Y` (session messages gap-filled); one
+/// whose numbers jumped ahead is asked for the missed ones. The session then goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resend_requests_are_answered_and_asked_for() {
+    let mut acceptor = Acceptor::start();
+    let app = spawn_app_with(Db::Sqlite, &["--deliver", &acceptor.url()]).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let order = place(&app, ACME, &format!("early-{i}"), crate::helpers::ORDER).await;
+        ids.push((ACME, order["orderId"].as_str().expect("id").to_owned()));
+    }
+    all_delivered(&app, &ids).await;
+    acceptor.kill_9();
+    let (next_out, _) = acceptor.numbers();
+    // It forgets everything the gateway sent after the logon, and skips 5 numbers.
+    acceptor.set_numbers(next_out + 5, 2);
+    acceptor.restart();
+    for i in 0..3 {
+        let order = place(&app, ACME, &format!("late-{i}"), crate::helpers::ORDER).await;
+        ids.push((ACME, order["orderId"].as_str().expect("id").to_owned()));
+    }
+    all_delivered(&app, &ids).await;
+    let received = acceptor.orders();
+    for (_, id) in &ids[..5] {
+        let again = received
+            .iter()
+            .any(|r| &r.clordid == id && r.poss_dup.as_deref() == Some("Y"));
+        assert!(again, "{id} was not sent again with 43=Y");
+    }
+    assert_never_twice_unflagged(&received);
+    let sent = acceptor.types_from_gateway();
+    assert!(sent.iter().any(|t| t == "4"), "no gap fill: {sent:?}");
+    assert!(sent.iter().any(|t| t == "2"), "no resend request: {sent:?}");
+    let resent = metric(
+        &app.url(""),
+        "ordergate_fix_resent_total{kind=\"poss_dup\"}",
+    )
+    .await;
+    assert!(resent >= 5.0);
+}
