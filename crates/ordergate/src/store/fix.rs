@@ -86,6 +86,11 @@ pub trait FixStore: Send + Sync + 'static {
         orders: Vec<Uuid>,
     ) -> Result<HashSet<Uuid>, StoreError>;
 
-    /// Deletes stored messages sent before `before_ms`; how many.
-    async fn prune_sent(&self, session: &str, before_ms: i64) -> Result<usize, StoreError>;
+    /// Deletes up to `limit` stored messages sent before `before_ms`; how many.
+    async fn prune_sent(
+        &self,
+        session: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError>;
 }

@@ -47,6 +47,7 @@ pub const BODY: &str = r#"{"symbol":"AAPL","side":"buy","quantity":1}"#;
 pub struct Backend {
     pub store: DynRecords,
     pub outbox: DynOutbox,
+    pub fix: Arc<dyn ordergate::store::fix::FixStore>,
     clock: ManualClock,
     pg: Option<TestDb>,
     _dir: Option<tempfile::TempDir>,
@@ -111,6 +112,7 @@ pub async fn sqlite() -> Backend {
     Backend {
         store: stores.records,
         outbox: stores.outbox,
+        fix: stores.fix,
         clock,
         pg: None,
         _dir: Some(dir),
@@ -125,11 +127,19 @@ pub async fn postgres() -> Backend {
     Backend {
         store: stores.records,
         outbox: stores.outbox,
+        fix: stores.fix,
         clock: ManualClock::default(),
         pg: Some(pg),
         _dir: None,
         path: None,
     }
+}
+
+/// A second gateway's FIX store on `b`'s PostgreSQL database.
+pub async fn postgres_on(b: &Backend) -> Arc<dyn ordergate::store::fix::FixStore> {
+    let pg = b.pg.as_ref().expect("a PostgreSQL backend");
+    let store = PostgresStore::open(&pg.url, Duration::from_secs(30)).await;
+    Stores::of(store.expect("open")).fix
 }
 
 /// Runs each listed case once per backend, as `sqlite::CASE` and `postgres::CASE`.

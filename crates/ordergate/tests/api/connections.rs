@@ -167,6 +167,9 @@ async fn sigterm_is_honoured_with_every_slot_taken_and_a_second_one_exits_at_onc
     // 150 open files leave room for 22 connections.
     let gw = serve_limited(dir.path(), "-n 150", "--shutdown-timeout 30s");
     gw.logged("connections=22").await;
+    let open_files =
+        || std::fs::read_dir(format!("/proc/{}/fd", gw.pid)).map_or(0, Iterator::count);
+    let before = open_files();
     // Every slot holds a request whose body never comes; one more waits in the backlog.
     let held: Vec<TcpStream> = (0..23)
         .map(|_| {
@@ -177,6 +180,15 @@ async fn sigterm_is_honoured_with_every_slot_taken_and_a_second_one_exits_at_onc
             stream
         })
         .collect();
+    // The server has taken every slot (a loaded machine may not have accepted them yet).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while open_files() < before + 22 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not accept 22 connections"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     gw.signal("TERM");
     gw.logged("shutting down: draining in-flight requests")
         .await;

@@ -191,7 +191,8 @@ async fn orders_wait_for_an_acceptor_that_is_down() {
     assert!(received.values().all(|(all, _)| *all == 1), "{received:?}");
 }
 
-/// A rejected order fails at once with the acceptor's text and is not sent again.
+/// A rejected order (an ExecutionReport with 150=8, or a BusinessMessageReject) fails
+/// at once with the acceptor's text and is not sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_order_fails_with_the_acceptors_text() {
     let acceptor = Acceptor::start();
@@ -211,6 +212,23 @@ async fn a_rejected_order_fails_with_the_acceptors_text() {
     let status = delivery(&app, ACME, &bad_id).await;
     assert_eq!(status["lastError"], "unknown symbol REJECTME");
     assert_eq!(status["attempts"], 1);
+    // A BusinessMessageReject naming the order fails it the same way.
+    let refused = place(
+        &app,
+        ACME,
+        "refused",
+        r#"{"symbol":"BIZREJECTX","side":"buy","quantity":1}"#,
+    )
+    .await;
+    let refused_id = refused["orderId"].as_str().expect("id").to_owned();
+    eventually("the business reject recorded", WITHIN, || async {
+        delivery(&app, ACME, &refused_id).await["state"] == "failed"
+    })
+    .await;
+    assert_eq!(
+        delivery(&app, ACME, &refused_id).await["lastError"],
+        "not authorized for BIZREJECTX"
+    );
     // An order placed after it is delivered: the rejected one was not sent again
     // meanwhile, nor will it be (failed is final).
     let good = place(&app, ACME, "good", crate::helpers::ORDER).await;
@@ -221,6 +239,7 @@ async fn a_rejected_order_fails_with_the_acceptors_text() {
     .await;
     let received = copies(&acceptor.orders());
     assert_eq!(received.get(&bad_id), Some(&(1, 1)));
+    assert_eq!(received.get(&refused_id), Some(&(1, 1)));
     assert_eq!(delivery(&app, ACME, &bad_id).await["state"], "failed");
 }
 

@@ -112,7 +112,7 @@ impl Drop for Primary {
     }
 }
 
-fn bin(name: &str) -> PathBuf {
+pub fn bin(name: &str) -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .expect("PostgreSQL's binaries under /usr/lib/postgresql")
         .flatten()
@@ -128,7 +128,7 @@ fn bin(name: &str) -> PathBuf {
 
 /// `program` run as the `postgres` user (PostgreSQL refuses root), as the child
 /// itself: a signal to the child reaches the server.
-fn as_postgres(program: &Path) -> Command {
+pub fn as_postgres(program: &Path) -> Command {
     use std::os::unix::process::CommandExt;
     let id = |flag: &str| -> u32 {
         let out = Command::new("id")

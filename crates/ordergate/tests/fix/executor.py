@@ -4,7 +4,8 @@ layer (from PyPI), with a small executor application on top.
 The executor records every NewOrderSingle it receives (one JSON line each: ClOrdID,
 MsgSeqNum, PossDupFlag, PossResend and the order's fields) and dedupes by ClOrdID, as
 a real order-management system must (QuickFIX itself does not): the first copy is
-acknowledged (ExecType 0, New), or rejected when its symbol starts with "REJECT";
+acknowledged (ExecType 0, New), or rejected when its symbol starts with "REJECT" (an
+ExecutionReport with ExecType 8) or "BIZREJECT" (a BusinessMessageReject);
 a later copy of an acknowledged order is refused as a duplicate (ExecType 8,
 OrdRejReason 6), a later copy of a rejected one is rejected again. Every logon it
 receives is recorded too (MsgSeqNum, ResetSeqNumFlag), and every session logon and
@@ -83,7 +84,8 @@ class Executor(fix.Application):
         symbol = message.getField(55)
         first = self.answers.get(clordid)
         if first is None:
-            answer = "rejected" if symbol.startswith("REJECT") else "accepted"
+            refused = symbol.startswith("REJECT") or symbol.startswith("BIZREJECT")
+            answer = "rejected" if refused else "accepted"
             self.answers[clordid] = answer
         else:
             answer = "duplicate" if first == "accepted" else "rejected"
@@ -107,7 +109,19 @@ class Executor(fix.Application):
         self.orders.write(json.dumps(record) + "\n")
         if self.delay:
             time.sleep(self.delay)
-        self.report(message, session, answer)
+        if answer == "rejected" and symbol.startswith("BIZREJECT"):
+            self.business_reject(message, session)
+        else:
+            self.report(message, session, answer)
+
+    def business_reject(self, message, session):
+        reject = fix44.BusinessMessageReject()
+        reject.setField(fix.RefSeqNum(int(message.getHeader().getField(34))))
+        reject.setField(fix.RefMsgType("D"))
+        reject.setField(fix.BusinessRejectRefID(message.getField(11)))
+        reject.setField(fix.BusinessRejectReason(6))
+        reject.setField(fix.Text("not authorized for " + message.getField(55)))
+        fix.Session.sendToTarget(reject, session)
 
     def report(self, message, session, answer):
         self.exec_id += 1

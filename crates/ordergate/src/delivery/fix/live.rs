@@ -30,6 +30,9 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// answered with a gap fill).
 const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
+/// Messages deleted at a time, so that a prune never holds the writer for long; while
+/// batches come back full, the next follows on the next tick.
+const PRUNE_BATCH: usize = 5_000;
 
 /// An order sent and not yet answered.
 struct Waiter {
@@ -120,7 +123,6 @@ impl<'a> Live<'a> {
             next_in = self.numbers.next_in, "FIX session logged on");
         self.runner.up.send_replace(true);
         self.runner.metrics.fix_session_up(true);
-        self.prune().await;
         match self.logged_on_loop(&mut reader, &mut buf).await {
             Ok(never) => match never {},
             Err(ended) => ended,
@@ -154,7 +156,8 @@ impl<'a> Live<'a> {
         let stop = self.runner.stop.clone();
         let mut tick = tokio::time::interval(TICK);
         let mut checked = Instant::now();
-        let mut pruned = Instant::now();
+        // The first prune comes with the first tick.
+        let mut pruned: Option<Instant> = None;
         loop {
             let event = tokio::select! {
                 read = reader.read_buf(buf) => Event::Read(read),
@@ -172,9 +175,9 @@ impl<'a> Live<'a> {
                         checked = Instant::now();
                         self.check().await?;
                     }
-                    if pruned.elapsed() >= PRUNE_EVERY {
-                        pruned = Instant::now();
-                        self.prune().await;
+                    if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                        let more = self.prune().await;
+                        pruned = if more { None } else { Some(Instant::now()) };
                     }
                 }
             }
@@ -623,14 +626,25 @@ impl<'a> Live<'a> {
         Ok(())
     }
 
-    async fn prune(&self) {
+    /// Deletes one batch of messages past retention; true if more may remain.
+    async fn prune(&self) -> bool {
         let before_ms = self.runner.clock.now_ms() - RETENTION_MS;
-        match self.runner.store.prune_sent(self.key, before_ms).await {
-            Ok(0) => {}
+        match self
+            .runner
+            .store
+            .prune_sent(self.key, before_ms, PRUNE_BATCH)
+            .await
+        {
             Ok(pruned) => {
-                tracing::info!(session = %self.key, pruned, "deleted FIX messages past retention")
+                if pruned > 0 {
+                    tracing::info!(session = %self.key, pruned, "deleted FIX messages past retention");
+                }
+                pruned == PRUNE_BATCH
             }
-            Err(e) => tracing::warn!(error = %cause_chain(&e), "cannot delete old FIX messages"),
+            Err(e) => {
+                tracing::warn!(error = %cause_chain(&e), "cannot delete old FIX messages");
+                false
+            }
         }
     }
 }

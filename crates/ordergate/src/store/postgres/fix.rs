@@ -28,7 +28,8 @@ const SENT_BETWEEN: &str = "SELECT seq, msg_type, order_id, sent_at_ms, message 
      WHERE session = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq";
 const ORDERS_SENT: &str =
     "SELECT DISTINCT order_id FROM fix_messages WHERE order_id = ANY($2) AND session = $1";
-const PRUNE: &str = "DELETE FROM fix_messages WHERE session = $1 AND sent_at_ms < $2";
+const PRUNE: &str = "DELETE FROM fix_messages WHERE session = $1 AND seq IN
+     (SELECT seq FROM fix_messages WHERE session = $1 AND sent_at_ms < $2 LIMIT $3)";
 
 /// The lock's own connection: the session is held while it lives.
 struct LockConnection(deadpool_postgres::ClientWrapper);
@@ -169,9 +170,17 @@ impl FixStore for PostgresStore {
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
-    async fn prune_sent(&self, session: &str, before_ms: i64) -> Result<usize, StoreError> {
+    async fn prune_sent(
+        &self,
+        session: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
         let client = self.pool.get().await?;
-        let pruned = client.execute(PRUNE, &[&session, &before_ms]).await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let pruned = client
+            .execute(PRUNE, &[&session, &before_ms, &limit])
+            .await?;
         Ok(usize::try_from(pruned).unwrap_or(usize::MAX))
     }
 }

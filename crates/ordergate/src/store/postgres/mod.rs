@@ -6,6 +6,7 @@
 //! hangs (SIGSTOP, a network cut) cannot hold a key, a lock or a connection past it.
 
 mod errors;
+mod fence;
 mod fix;
 mod notices;
 mod placement;
@@ -42,24 +43,41 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct PostgresStore {
     pool: Pool,
     placements: placement::Batcher,
+    watch: Arc<notices::SyncRepWatch>,
+    /// How long a durability check may wait for a standby.
+    durable_within: Duration,
 }
 
 impl PostgresStore {
     /// Connects, migrates, and checks the server's durability settings.
     pub async fn open(url: &str, lease_ttl: Duration) -> Result<Self, OpenError> {
         let (url, tls) = tls::Tls::split_url(url).map_err(OpenError::Tls)?;
-        let mut config: tokio_postgres::Config = url.parse().map_err(OpenError::Url)?;
         let (ssl_mode, connector) = tls.connector().map_err(OpenError::Tls)?;
-        config.ssl_mode(ssl_mode);
-        let lease_ms = lease_ttl.as_millis();
-        config
-            .options(format!(
-                "-c statement_timeout={lease_ms} -c idle_in_transaction_session_timeout={lease_ms} \
-                 -c lock_timeout={LOCK_TIMEOUT_MS}"
-            ))
-            .application_name("ordergate")
-            .connect_timeout(CONNECT_TIMEOUT);
-        detect_vanished_hosts(&mut config);
+        let configure = |url: &str| -> Result<tokio_postgres::Config, OpenError> {
+            let mut config: tokio_postgres::Config = url.parse().map_err(OpenError::Url)?;
+            config.ssl_mode(ssl_mode);
+            let lease_ms = lease_ttl.as_millis();
+            config
+                .options(format!(
+                    "-c statement_timeout={lease_ms} -c idle_in_transaction_session_timeout={lease_ms} \
+                     -c lock_timeout={LOCK_TIMEOUT_MS}"
+                ))
+                .application_name("ordergate")
+                .connect_timeout(CONNECT_TIMEOUT);
+            detect_vanished_hosts(&mut config);
+            Ok(config)
+        };
+        let config = configure(&url)?;
+        let fence = match fence::single_host_urls(&url) {
+            Some(urls) => Some(fence::Fence {
+                hosts: Arc::new(
+                    urls.iter()
+                        .map(|u| configure(u))
+                        .collect::<Result<_, _>>()?,
+                ),
+            }),
+            None => None,
+        };
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -69,6 +87,7 @@ impl PostgresStore {
                 let connect = notices::WatchingConnect {
                     tls,
                     watch: watch.clone(),
+                    fence: fence.clone(),
                 };
                 Manager::from_connect(config, connect, manager_config)
             }
@@ -76,6 +95,7 @@ impl PostgresStore {
                 let connect = notices::WatchingConnect {
                     tls: NoTls,
                     watch: watch.clone(),
+                    fence,
                 };
                 Manager::from_connect(config, connect, manager_config)
             }
@@ -88,8 +108,13 @@ impl PostgresStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(OpenError::Pool)?;
-        let placements = placement::Batcher::spawn(pool.clone(), watch);
-        let store = Self { pool, placements };
+        let placements = placement::Batcher::spawn(pool.clone(), watch.clone());
+        let store = Self {
+            pool,
+            placements,
+            watch,
+            durable_within: lease_ttl + Duration::from_secs(1),
+        };
         store.migrate().await.map_err(OpenError::start)?;
         store
             .warn_if_not_durable()
@@ -136,6 +161,52 @@ impl PostgresStore {
         let stmt = client.prepare_cached(sql).await?;
         let row = client.query_opt(&stmt, params).await?;
         Ok(row.map(|row| row.try_get(0)).transpose()?)
+    }
+}
+
+/// Waits until every commit this connection can see is as durable as a new commit: a
+/// transaction that writes WAL (a transactional logical message: no table, any
+/// `wal_level`, any role) waits at its commit for the synchronous standby, which by
+/// then has every earlier commit too. (A transaction that only takes an id writes a
+/// commit record but does not wait.)
+/// A record read from the database may have been committed only locally (its commit's
+/// wait for the standby was cancelled, on this gateway or another): replaying it
+/// before this would acknowledge an order that a failover can take back.
+async fn confirm_durable(
+    client: &tokio_postgres::Client,
+    watch: &notices::SyncRepWatch,
+) -> Result<(), StoreError> {
+    let epoch = watch.epoch();
+    client
+        .batch_execute("SELECT pg_logical_emit_message(true, 'ordergate', 'durable')")
+        .await?;
+    if watch.cancelled_since(epoch) {
+        return Err(StoreError::unavailable(
+            "the wait for a standby that confirms a stored record was cancelled",
+        ));
+    }
+    Ok(())
+}
+
+/// A pooled connection that goes back to the pool only when [`Guarded::keep`] is
+/// called: dropped mid-query (the caller gave up waiting for a standby), it is closed.
+struct Guarded(Option<deadpool_postgres::Object>);
+
+impl Guarded {
+    fn client(&self) -> Option<&deadpool_postgres::Object> {
+        self.0.as_ref()
+    }
+
+    fn keep(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            retire(client, "a query was given up while it waited");
+        }
     }
 }
 
@@ -241,6 +312,8 @@ pub(super) fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
 
 #[async_trait]
 impl RecordStore for PostgresStore {
+    /// A record found is confirmed durable before it is returned (see
+    /// [`confirm_durable`]), within the lease and a second.
     async fn live_record(&self, key: &ScopedKey) -> Result<Option<LiveRecord>, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(sql::LIVE_RECORD).await?;
@@ -248,7 +321,24 @@ impl RecordStore for PostgresStore {
         let Some(row) = client.query_opt(&stmt, &params).await? else {
             return Ok(None);
         };
-        Ok(Some(live_record_from_row(&row, 0)?))
+        let record = live_record_from_row(&row, 0)?;
+        let guarded = Guarded(Some(client));
+        let Some(client) = guarded.client() else {
+            return Err(StoreError::Invariant(
+                "a guarded connection without a client",
+            ));
+        };
+        let confirmed =
+            tokio::time::timeout(self.durable_within, confirm_durable(client, &self.watch))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::unavailable(
+                        "no standby confirmed the stored record within the lease",
+                    ))
+                });
+        confirmed?;
+        guarded.keep();
+        Ok(Some(record))
     }
 
     async fn place(&self, new: NewOrder) -> Result<Placement, StoreError> {

@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::Connect;
+
+use super::fence::{self, Fence};
 use futures::future::BoxFuture;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Socket};
@@ -74,10 +76,12 @@ impl SyncRepWatch {
     }
 }
 
-/// Connects as deadpool does, but drives each connection itself to read its notices.
+/// Connects as deadpool does, but drives each connection itself to read its notices;
+/// with several hosts, connects only to one that passes the [`Fence`].
 pub struct WatchingConnect<T> {
     pub tls: T,
     pub watch: Arc<SyncRepWatch>,
+    pub fence: Option<Fence>,
 }
 
 impl<T> Connect for WatchingConnect<T>
@@ -96,22 +100,86 @@ where
     > {
         let (tls, watch) = (self.tls.clone(), self.watch.clone());
         let pg_config = pg_config.clone();
+        let fence = self.fence.clone();
         Box::pin(async move {
-            let (client, mut connection) = pg_config.connect(tls).await?;
-            let task = tokio::spawn(async move {
-                loop {
-                    match poll_fn(|cx| connection.poll_message(cx)).await {
-                        Some(Ok(AsyncMessage::Notice(notice))) => watch.saw(&notice),
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "a PostgreSQL connection failed");
-                            return;
-                        }
-                        None => return,
-                    }
-                }
-            });
-            Ok((client, task))
+            match fence {
+                None => connect_watched(&pg_config, tls, watch).await,
+                Some(fence) => connect_fenced(&fence, tls, watch).await,
+            }
         })
+    }
+}
+
+async fn connect_watched<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    watch: Arc<SyncRepWatch>,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket> + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, mut connection) = config.connect(tls).await?;
+    let task = tokio::spawn(async move {
+        loop {
+            match poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notice(notice))) => watch.saw(&notice),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "a PostgreSQL connection failed");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    Ok((client, task))
+}
+
+/// Tries the hosts in order and keeps the first connection the fence lets through.
+async fn connect_fenced<T>(
+    fence: &Fence,
+    tls: T,
+    watch: Arc<SyncRepWatch>,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let mut failure = None;
+    let mut unfit = None;
+    for host in fence.hosts.iter() {
+        match connect_watched(host, tls.clone(), watch.clone()).await {
+            Err(e) => failure = Some(e),
+            Ok((client, task)) => match client.query_one(fence::UNFIT, &[]).await {
+                Ok(row) if !row.try_get::<_, bool>(0).unwrap_or(true) => return Ok((client, task)),
+                Ok(_) => {
+                    tracing::warn!(host = ?host.get_hosts(), ports = ?host.get_ports(),
+                        "skipping a host: a standby, or a primary without its synchronous \
+                         standbys (a zombie?)");
+                    unfit = Some(client);
+                }
+                Err(e) => failure = Some(e),
+            },
+        }
+    }
+    if let Some(client) = unfit
+        && let Err(raised) = client.batch_execute(fence::NO_FIT_HOST).await
+    {
+        // Every host that answered was unfit: the server's own error says so.
+        return Err(raised);
+    }
+    match failure {
+        Some(e) => Err(e),
+        // Not reached (the block above always raises): a configuration without a host
+        // is the one error left to give.
+        None => tokio_postgres::Config::new()
+            .connect(tls)
+            .await
+            .map(|(client, _)| (client, tokio::spawn(async {}))),
     }
 }

@@ -145,7 +145,7 @@ async fn place_batch(pool: &Pool, watch: &SyncRepWatch, batch: Vec<(NewOrder, Re
         .filter_map(|new| new.lease.deadline())
         .max()
         .map(|deadline| tokio::time::Instant::from_std(deadline) + COMMIT_GRACE);
-    let placing = place_taken(&client, &taken);
+    let placing = place_taken(&client, &taken, watch);
     let placed = match bound {
         Some(bound) => tokio::time::timeout_at(bound, placing).await.ok(),
         None => Some(placing.await),
@@ -160,6 +160,7 @@ async fn place_batch(pool: &Pool, watch: &SyncRepWatch, batch: Vec<(NewOrder, Re
             )));
         }
         retire(client, "a placement's commit outlived its lease");
+        drop_idle(pool);
         return;
     };
     let read_only = results
@@ -170,12 +171,33 @@ async fn place_batch(pool: &Pool, watch: &SyncRepWatch, batch: Vec<(NewOrder, Re
     }
     if read_only {
         retire(client, "the database refused a write as read-only");
+        drop_idle(pool);
+    } else if watch.cancelled_since(epoch) {
+        // Its standby is gone or a person is unsticking it: likely a zombie primary.
+        retire(
+            client,
+            "a commit's wait for synchronous replication was cancelled",
+        );
+        drop_idle(pool);
+    }
+}
+
+/// Drops every idle pooled connection: after one connection met a stuck or demoted
+/// primary, the others are likely on it too, and new ones go through the fence.
+fn drop_idle(pool: &Pool) {
+    let dropped = pool.retain(|_, _| false).removed.len();
+    if dropped > 0 {
+        tracing::warn!(dropped, "dropped the idle database connections");
     }
 }
 
 /// The batch statement, then each order it did not settle on its own; one result per
 /// order, in order.
-async fn place_taken(client: &Client, taken: &[NewOrder]) -> Vec<Result<Placement, StoreError>> {
+async fn place_taken(
+    client: &Client,
+    taken: &[NewOrder],
+    watch: &SyncRepWatch,
+) -> Vec<Result<Placement, StoreError>> {
     let settled = match taken.len() {
         0 | 1 => HashMap::new(),
         _ => place_together(client, taken).await,
@@ -190,21 +212,34 @@ async fn place_taken(client: &Client, taken: &[NewOrder]) -> Vec<Result<Placemen
         }
     });
     // Concurrent queries on one client are pipelined by tokio-postgres.
-    join_all(each).await
+    let mut results = join_all(each).await;
+    let replays = |r: &Result<Placement, StoreError>| matches!(r, Ok(Placement::Exists(_)));
+    if results.iter().any(replays)
+        && let Err(e) = super::confirm_durable(client, watch).await
+    {
+        let cause = Arc::new(e);
+        for result in results.iter_mut().filter(|r| replays(r)) {
+            *result = Err(StoreError::unavailable(cause.clone()));
+        }
+    }
+    results
 }
 
 /// A placement committed while a wait for synchronous replication was cancelled may
-/// be taken back by a failover: its outcome is unknown, not placed.
+/// be taken back by a failover: its outcome is unknown, not placed. So may a record
+/// found in place of one (a replay), whose durability was confirmed in that window.
 fn unless_commit_uncertain(
     result: Result<Placement, StoreError>,
     watch: &SyncRepWatch,
     epoch: u64,
 ) -> Result<Placement, StoreError> {
     match result {
-        Ok(Placement::Placed) if watch.cancelled_since(epoch) => Err(StoreError::unavailable(
-            "the commit's wait for synchronous replication was cancelled: \
-             committed locally, maybe not on a standby",
-        )),
+        Ok(Placement::Placed | Placement::Exists(_)) if watch.cancelled_since(epoch) => {
+            Err(StoreError::unavailable(
+                "the commit's wait for synchronous replication was cancelled: \
+                 committed locally, maybe not on a standby",
+            ))
+        }
         other => other,
     }
 }

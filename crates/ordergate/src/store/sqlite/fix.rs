@@ -33,7 +33,8 @@ const STORE_SENT: &str = "INSERT OR REPLACE INTO fix_messages
 const SENT_BETWEEN: &str = "SELECT seq, msg_type, order_id, sent_at_ms, message FROM fix_messages
      WHERE session = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq";
 const ORDER_SENT: &str = "SELECT 1 FROM fix_messages WHERE order_id = ?2 AND session = ?1 LIMIT 1";
-const PRUNE: &str = "DELETE FROM fix_messages WHERE session = ?1 AND sent_at_ms < ?2";
+const PRUNE: &str = "DELETE FROM fix_messages WHERE session = ?1 AND seq IN
+     (SELECT seq FROM fix_messages WHERE session = ?1 AND sent_at_ms < ?2 LIMIT ?3)";
 
 fn number(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -210,12 +211,18 @@ impl FixStore for SqliteStore {
             .await
     }
 
-    async fn prune_sent(&self, session: &str, before_ms: i64) -> Result<usize, StoreError> {
+    async fn prune_sent(
+        &self,
+        session: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
         let session = session.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.write_joined(move |conn| {
             Ok(conn
                 .prepare_cached(PRUNE)?
-                .execute(params![session, before_ms])?)
+                .execute(params![session, before_ms, limit])?)
         })
         .await
     }
