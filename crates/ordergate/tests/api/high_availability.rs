@@ -1,15 +1,18 @@
 //! Losing the PostgreSQL primary under load, on a real Patroni cluster (`patroni`):
-//! two gateways on the cluster's multi-host URL, eight clients that each retry their
-//! own key until it is answered 201, and one failure per test. After each: every
-//! acknowledged key is stored once with its orderId, no key has two orders, every
-//! other answer was a 503 or a 409, no answer took longer than the lease and a margin,
-//! and `/readyz` is 200 again without a restart.
+//! two gateways on the cluster's multi-host URL delivering over FIX to QuickFIX's
+//! acceptor, eight clients that each retry their own key until it is answered 201,
+//! and one failure per test. After each: every acknowledged key is stored once with its
+//! orderId, no key has two orders, every other answer was a 503 or a 409, no answer
+//! took longer than the lease and a margin, `/readyz` is 200 again without a restart,
+//! and every acknowledged order reached the acceptor, none twice unflagged (the FIX
+//! session's holder and numbers live in the cluster too).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::fix_acceptor::Acceptor;
 use crate::patroni::Cluster;
 use crate::process;
 
@@ -112,6 +115,7 @@ fn longest_gap(seen: &[Seen]) -> Duration {
 async fn survive(failure: Failure) {
     let _one = ONE_CLUSTER.lock().await;
     let mut cluster = Cluster::start().await;
+    let acceptor = Acceptor::start();
     let url = cluster.url();
     let gateways: Vec<process::Gateway> = (0..2)
         .map(|_| {
@@ -122,6 +126,8 @@ async fn survive(failure: Failure) {
                 &url,
                 "--lease-ttl",
                 LEASE,
+                "--deliver",
+                &acceptor.url(),
             ]))
         })
         .collect();
@@ -183,6 +189,7 @@ async fn survive(failure: Failure) {
     for gw in &gateways {
         ready_again(gw).await;
     }
+    delivered_over_fix(&acceptor, &seen).await;
     if failure == Failure::ZombieCancelled {
         assert!(
             cancelled > 0,
@@ -242,6 +249,39 @@ async fn check_stored(cluster: &Cluster, seen: &[Seen]) {
             "{} acknowledged orders lost (found on: {where_found:?}): {lost:?}",
             lost.len()
         );
+    }
+}
+
+/// Every acknowledged order reaches the acceptor; none twice without 43=Y or 97=Y.
+async fn delivered_over_fix(acceptor: &Acceptor, seen: &[Seen]) {
+    let acknowledged: Vec<&String> = seen
+        .iter()
+        .flat_map(|s| &s.acknowledged)
+        .map(|(_, id)| id)
+        .collect();
+    let deadline = Instant::now() + RECOVERY_WITHIN;
+    loop {
+        let received = acceptor.orders();
+        let mut unflagged: HashMap<&str, usize> = HashMap::new();
+        for order in received.iter().filter(|r| r.unflagged()) {
+            *unflagged.entry(order.clordid.as_str()).or_default() += 1;
+        }
+        let twice: Vec<_> = unflagged.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "sent twice unflagged: {twice:?}");
+        let ids: std::collections::HashSet<&str> =
+            received.iter().map(|r| r.clordid.as_str()).collect();
+        let missing = acknowledged
+            .iter()
+            .filter(|id| !ids.contains(id.as_str()))
+            .count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} acknowledged orders never reached the acceptor"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{PostgresStore, retire_if_read_only};
+use super::PostgresStore;
 use crate::store::StoreError;
 use crate::store::fix::{FixStore, SentMessage, SessionHold, SessionNumbers};
 
@@ -36,8 +36,16 @@ struct LockConnection(deadpool_postgres::ClientWrapper);
 
 #[async_trait]
 impl SessionHold for LockConnection {
+    /// The lock's connection still answers, and its server is still a primary with its
+    /// synchronous standbys: a zombie primary's lock holds nothing (advisory locks are
+    /// not replicated; the new primary may give the session to another gateway).
     async fn check(&self) -> Result<(), StoreError> {
-        self.0.simple_query("SELECT 1").await?;
+        let row = self.0.query_one(super::fence::UNFIT, &[]).await?;
+        if row.try_get::<_, bool>(0)? {
+            return Err(StoreError::unavailable(
+                "the session's database is no longer a primary with its standbys",
+            ));
+        }
         Ok(())
     }
 }
@@ -97,17 +105,15 @@ impl FixStore for PostgresStore {
     }
 
     async fn take_session(&self, session: &str) -> Result<SessionNumbers, StoreError> {
-        let client = self.pool.get().await?;
-        let taken = async {
+        self.durable_write(async |client| {
             let row = client.query_one(TAKE, &[&session]).await?;
-            Ok::<_, StoreError>(SessionNumbers {
+            Ok(SessionNumbers {
                 next_out: unsigned(row.try_get(0)?)?,
                 next_in: unsigned(row.try_get(1)?)?,
                 epoch: row.try_get(2)?,
             })
-        }
-        .await;
-        retire_if_read_only(client, taken)
+        })
+        .await
     }
 
     async fn record_sent(
@@ -117,9 +123,8 @@ impl FixStore for PostgresStore {
         sent: Vec<SentMessage>,
         next_in: u64,
     ) -> Result<bool, StoreError> {
-        let mut client = self.pool.get().await?;
-        let recorded = record_sent(&mut client, session, epoch, &sent, next_in).await;
-        retire_if_read_only(client, recorded)
+        self.durable_write(async |client| record_sent(client, session, epoch, &sent, next_in).await)
+            .await
     }
 
     async fn record_received(
@@ -128,13 +133,13 @@ impl FixStore for PostgresStore {
         epoch: i64,
         next_in: u64,
     ) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        let recorded = client
-            .execute(SET_NEXT_IN, &[&session, &epoch, &number(next_in)])
-            .await
-            .map(|rows| rows > 0)
-            .map_err(StoreError::from);
-        retire_if_read_only(client, recorded)
+        self.durable_write(async |client| {
+            let rows = client
+                .execute(SET_NEXT_IN, &[&session, &epoch, &number(next_in)])
+                .await?;
+            Ok(rows > 0)
+        })
+        .await
     }
 
     async fn sent_between(

@@ -197,6 +197,10 @@ impl Guarded {
         self.0.as_ref()
     }
 
+    fn client_mut(&mut self) -> Option<&mut deadpool_postgres::Object> {
+        self.0.as_mut()
+    }
+
     fn keep(mut self) {
         self.0.take();
     }
@@ -207,6 +211,43 @@ impl Drop for Guarded {
         if let Some(client) = self.0.take() {
             retire(client, "a query was given up while it waited");
         }
+    }
+}
+
+impl PostgresStore {
+    /// A write that something outside the database acts on once it returns (the FIX
+    /// session sends what it stored): bounded by the lease and a second, since a
+    /// commit waiting for a standby that is gone ignores `statement_timeout`, and
+    /// refused if a wait for a standby was cancelled meanwhile (committed only
+    /// locally). A connection given up on, or on which the write failed, is closed.
+    async fn durable_write<T>(
+        &self,
+        write: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guarded = Guarded(Some(self.pool.get().await?));
+        let epoch = self.watch.epoch();
+        let Some(client) = guarded.client_mut() else {
+            return Err(StoreError::Invariant(
+                "a guarded connection without a client",
+            ));
+        };
+        let written = tokio::time::timeout(self.durable_within, write(client))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::unavailable(
+                    "no standby confirmed the write within the lease",
+                ))
+            })
+            .and_then(|done| match self.watch.cancelled_since(epoch) {
+                true => Err(StoreError::unavailable(
+                    "a wait for a standby was cancelled: the write may be on no standby",
+                )),
+                false => Ok(done),
+            });
+        if written.is_ok() {
+            guarded.keep();
+        }
+        written
     }
 }
 
