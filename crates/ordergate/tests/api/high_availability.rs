@@ -140,6 +140,7 @@ async fn survive(failure: Failure) {
         .map(|id| tokio::spawn(client(id, urls.clone(), stop.clone(), acks.clone())))
         .collect();
     wait_for_acks(&acks, 100, "before the failure").await;
+    let readiness = tokio::spawn(watch_readiness(gateways[0].url("/readyz"), stop.clone()));
     let leader = cluster.leader().await.expect("a leader");
     let before = acks.load(Ordering::SeqCst);
     let mut cancelled = 0;
@@ -178,6 +179,14 @@ async fn survive(failure: Failure) {
     let mut seen = Vec::new();
     for client in clients {
         seen.push(client.await.expect("client"));
+    }
+    let unready = readiness.await.expect("readiness");
+    if failure == Failure::NodeCrash {
+        // With the leader's node gone and no new leader yet, no host accepts writes.
+        assert!(
+            unready > 0,
+            "/readyz never answered 503 while the cluster had no primary"
+        );
     }
     let gap = longest_gap(&seen);
     println!(
@@ -283,6 +292,24 @@ async fn delivered_over_fix(acceptor: &Acceptor, seen: &[Seen]) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Polls `/readyz` until `stop`; how often it answered 503.
+async fn watch_readiness(url: String, stop: Arc<AtomicBool>) -> usize {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let mut unready = 0;
+    while !stop.load(Ordering::SeqCst) {
+        if let Ok(response) = http.get(&url).send().await
+            && response.status() == 503
+        {
+            unready += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unready
 }
 
 async fn ready_again(gw: &process::Gateway) {
