@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 seconds=${FUZZ_SECONDS:-60}
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(key_header json_payload order_validation)
+[ ${#targets[@]} -gt 0 ] || targets=(key_header json_payload order_validation fix_frames)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 for target in "${targets[@]}"; do
