@@ -18,16 +18,19 @@ dir=$PWD/target/bench-ha
 
 if [[ " $parts " == *" 1 "* ]]; then
 echo "== 1. seconds without a 201, median of $runs runs"
-: >"$dir.gaps" 2>/dev/null || { mkdir -p "$(dirname "$dir")"; : >"$dir.gaps"; }
+mkdir -p "$(dirname "$dir")"; : >"$dir.gaps"; : >"$dir.log"
 for run in $(seq "$runs"); do
   cargo test -q -p ordergate --test api high_availability:: -- --nocapture --test-threads 1 2>/dev/null \
-    | grep -o '^[A-Za-z]*: [0-9]* acknowledged, longest gap without a 201: [0-9.]*[mµ]*s' >>"$dir.gaps" || true
+    | tee -a "$dir.log" | grep -oE '(Switchover|NodeCrash|PostmasterCrash|Zombie|ZombieCancelled): [0-9]+ acknowledged, longest gap without a 201: [0-9.]+[mµ]?s' >>"$dir.gaps" || true
 done
 for case in Switchover NodeCrash PostmasterCrash Zombie ZombieCancelled; do
-  values=$(grep "^$case:" "$dir.gaps" | sed 's/.*a 201: //' \
+  values=$(grep "^$case:" "$dir.gaps" || true)
+  [ -n "$values" ] || { echo "$case: no figure"; continue; }
+  values=$(echo "$values" | sed 's/.*a 201: //' \
     | awk '/ms$/ {sub("ms", ""); print $1 / 1000; next} /µs$/ {sub("µs", ""); print $1 / 1e6; next} {sub("s", ""); print $1}')
   echo "$case: $(echo "$values" | tr '\n' ' ')-> median $(echo "$values" | median) s"
 done
+echo "test runs: $(grep -c '^test result: ok' "$dir.log" || true) passed, $(grep -c '^test result: FAILED' "$dir.log" || true) failed (all output in $dir.log)"
 fi
 
 if [[ " $parts " == *" 2 "* ]]; then
@@ -36,7 +39,10 @@ build_into_empty "$dir"
 chown postgres: "$dir"
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
 as_pg() { runuser -u postgres -- "$@"; }
-trap 'kill $(jobs -p) 2>/dev/null || true; for p in "$dir"/*/data/postmaster.pid; do [ -f "$p" ] && kill -9 "$(head -1 "$p")" 2>/dev/null || true; done' EXIT
+# Patroni runs under runuser: stop it by its command line, then its servers by PID.
+trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "patroni $dir/" || true; sleep 2
+  for p in "$dir"/*/data/postmaster.pid "$dir"/single/data/postmaster.pid; do
+    [ -f "$p" ] && kill -9 "$(head -1 "$p")" 2>/dev/null || true; done' EXIT
 etcd --name e1 --data-dir "$dir/etcd" --listen-client-urls http://127.0.0.1:12479 \
   --advertise-client-urls http://127.0.0.1:12479 --listen-peer-urls http://127.0.0.1:12480 \
   --initial-advertise-peer-urls http://127.0.0.1:12480 --initial-cluster e1=http://127.0.0.1:12480 \
