@@ -28,6 +28,8 @@ use crate::telemetry::Metrics;
 
 /// How long an order sent waits for its ExecutionReport before it is sent again.
 pub const CONFIRM_WITHIN: Duration = Duration::from_secs(30);
+/// How long the session may take to store and send a batch handed to it.
+const HANDOFF_WITHIN: Duration = Duration::from_secs(10);
 
 /// An order for the session to send.
 struct Outgoing {
@@ -154,10 +156,15 @@ impl Sink for Fix {
         let (orders, mut results) = Self::outgoing(batch);
         let down = || Sent::Transient("the FIX session is not logged on".into());
         let (reply, replied) = oneshot::channel();
-        let receivers = match self.orders.send(SendOrders { orders, reply }).await {
-            Ok(()) => replied.await.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
+        // The session stores and writes a batch in well under this; one that does not
+        // take it in time (its database hangs) must not hold the orders leased.
+        let handed = tokio::time::timeout(HANDOFF_WITHIN, async {
+            match self.orders.send(SendOrders { orders, reply }).await {
+                Ok(()) => replied.await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            }
+        });
+        let receivers = handed.await.unwrap_or_default();
         let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
         let mut receivers = receivers.into_iter();
         for result in results.iter_mut().filter(|r| r.is_none()) {

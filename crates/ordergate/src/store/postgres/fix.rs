@@ -181,11 +181,14 @@ impl FixStore for PostgresStore {
         before_ms: i64,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        let client = self.pool.get().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let pruned = client
-            .execute(PRUNE, &[&session, &before_ms, &limit])
-            .await?;
-        Ok(usize::try_from(pruned).unwrap_or(usize::MAX))
+        // A write: on a primary whose standbys left, its commit would wait for ever.
+        self.durable_write(async |client| {
+            let pruned = client
+                .execute(PRUNE, &[&session, &before_ms, &limit])
+                .await?;
+            Ok(usize::try_from(pruned).unwrap_or(usize::MAX))
+        })
+        .await
     }
 }

@@ -285,18 +285,6 @@ async fn record_on(
     Ok(())
 }
 
-/// A connection on which a write was refused as read-only (its server was demoted) is
-/// dropped, not returned to the pool: the next one finds the primary.
-fn retire_if_read_only<T>(
-    client: deadpool_postgres::Object,
-    result: Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    if result.as_ref().is_err_and(refused_as_read_only) {
-        retire(client, "the database refused a write as read-only");
-    }
-    result
-}
-
 /// Closes `client` instead of returning it to the pool, and says why: a connection to a
 /// demoted server (with a multi-host URL and `target_session_attrs=read-write`, the
 /// next one reaches the primary), or one stuck on a commit.
@@ -423,17 +411,18 @@ impl Outbox for PostgresStore {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<Vec<PendingDelivery>, StoreError> {
-        let client = self.pool.get().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let leased = async {
-            let stmt = client.prepare_cached(sql::LEASE_DELIVERIES).await?;
-            let rows = client
-                .query(&stmt, &[&now_ms, &limit, &lease_until_ms])
-                .await?;
-            Ok::<_, StoreError>(rows)
-        }
-        .await;
-        let rows = retire_if_read_only(client, leased)?;
+        // Leasing writes: on a primary whose standbys left, its commit would wait for
+        // ever and stop this gateway's deliverer with it.
+        let rows = self
+            .durable_write(async |client| {
+                let stmt = client.prepare_cached(sql::LEASE_DELIVERIES).await?;
+                let rows = client
+                    .query(&stmt, &[&now_ms, &limit, &lease_until_ms])
+                    .await?;
+                Ok(rows)
+            })
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(PendingDelivery {
@@ -449,9 +438,8 @@ impl Outbox for PostgresStore {
     }
 
     async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
-        let recorded = record_on(&mut client, &results).await;
-        retire_if_read_only(client, recorded)
+        self.durable_write(async |client| record_on(client, &results).await)
+            .await
     }
 
     async fn delivery_status(
