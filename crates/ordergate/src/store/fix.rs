@@ -94,3 +94,13 @@ pub trait FixStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<usize, StoreError>;
 }
+
+/// A sequence number as both databases store it (a signed 64-bit column).
+pub(crate) fn seq_column(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A stored sequence number; a negative one is a tampered row.
+pub(crate) fn seq_from_column(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Invariant("a negative FIX sequence number"))
+}

@@ -59,23 +59,7 @@ impl Primary {
     }
 
     fn try_sql(&self, sql: &str) -> Option<String> {
-        let out = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-Atc",
-                sql,
-            ])
-            .args(["-p", &self.port.to_string()])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        psql(self.port, sql)
     }
 
     pub fn sql(&self, sql: &str) -> String {
@@ -110,6 +94,28 @@ impl Drop for Primary {
             .status();
         let _ = self.postmaster.wait();
     }
+}
+
+/// `sql` as the superuser on the server at `port` on loopback; `None` if it fails.
+pub fn psql(port: u16, sql: &str) -> Option<String> {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-Atc",
+            sql,
+        ])
+        .args(["-p", &port.to_string()])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 pub fn bin(name: &str) -> PathBuf {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::own_postgres::{as_postgres, bin};
+use crate::own_postgres::{as_postgres, bin, psql};
 
 const READY_WITHIN: Duration = Duration::from_secs(120);
 
@@ -146,24 +146,7 @@ postgresql:
 
     /// SQL as the superuser on this member; `None` if it does not answer.
     pub fn try_sql(&self, sql: &str) -> Option<String> {
-        let out = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-Atc",
-                sql,
-            ])
-            .args(["-p", &self.pg_port.to_string()])
-            .stderr(Stdio::null())
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        psql(self.pg_port, sql)
     }
 }
 

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::store::StoreError;
-use crate::store::fix::{FixStore, SentMessage, SessionHold, SessionNumbers};
+use crate::store::fix::{
+    FixStore, SentMessage, SessionHold, SessionNumbers, seq_column, seq_from_column,
+};
 
 const TRY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended('ordergate-fix:' || $1, 0))";
 const TAKE: &str =
@@ -50,14 +52,6 @@ impl SessionHold for LockConnection {
     }
 }
 
-fn number(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn unsigned(n: i64) -> Result<u64, StoreError> {
-    u64::try_from(n).map_err(|_| StoreError::Invariant("a negative FIX sequence number"))
-}
-
 async fn record_sent(
     client: &mut deadpool_postgres::Object,
     session: &str,
@@ -70,14 +64,19 @@ async fn record_sent(
     let ours = tx
         .execute(
             SET_NUMBERS,
-            &[&session, &epoch, &number(next_out), &number(next_in)],
+            &[
+                &session,
+                &epoch,
+                &seq_column(next_out),
+                &seq_column(next_in),
+            ],
         )
         .await?;
     if ours == 0 {
         return Ok(false);
     }
     if !sent.is_empty() {
-        let seqs: Vec<i64> = sent.iter().map(|m| number(m.seq)).collect();
+        let seqs: Vec<i64> = sent.iter().map(|m| seq_column(m.seq)).collect();
         let types: Vec<&str> = sent.iter().map(|m| m.msg_type.as_str()).collect();
         let orders: Vec<Option<Uuid>> = sent.iter().map(|m| m.order_id).collect();
         let times: Vec<i64> = sent.iter().map(|m| m.sent_at_ms).collect();
@@ -108,8 +107,8 @@ impl FixStore for PostgresStore {
         self.durable_write(async |client| {
             let row = client.query_one(TAKE, &[&session]).await?;
             Ok(SessionNumbers {
-                next_out: unsigned(row.try_get(0)?)?,
-                next_in: unsigned(row.try_get(1)?)?,
+                next_out: seq_from_column(row.try_get(0)?)?,
+                next_in: seq_from_column(row.try_get(1)?)?,
                 epoch: row.try_get(2)?,
             })
         })
@@ -135,7 +134,7 @@ impl FixStore for PostgresStore {
     ) -> Result<bool, StoreError> {
         self.durable_write(async |client| {
             let rows = client
-                .execute(SET_NEXT_IN, &[&session, &epoch, &number(next_in)])
+                .execute(SET_NEXT_IN, &[&session, &epoch, &seq_column(next_in)])
                 .await?;
             Ok(rows > 0)
         })
@@ -150,12 +149,15 @@ impl FixStore for PostgresStore {
     ) -> Result<Vec<SentMessage>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
-            .query(SENT_BETWEEN, &[&session, &number(from), &number(to)])
+            .query(
+                SENT_BETWEEN,
+                &[&session, &seq_column(from), &seq_column(to)],
+            )
             .await?;
         rows.iter()
             .map(|row| {
                 Ok(SentMessage {
-                    seq: unsigned(row.try_get(0)?)?,
+                    seq: seq_from_column(row.try_get(0)?)?,
                     msg_type: row.try_get(1)?,
                     order_id: row.try_get(2)?,
                     sent_at_ms: row.try_get(3)?,

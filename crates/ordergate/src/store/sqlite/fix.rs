@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::{SqliteStore, writer};
 use crate::store::StoreError;
-use crate::store::fix::{FixStore, SentMessage, SessionHold, SessionNumbers};
+use crate::store::fix::{
+    FixStore, SentMessage, SessionHold, SessionNumbers, seq_column, seq_from_column,
+};
 
 /// The whole file is this process's: so is every session on it.
 struct WholeFile;
@@ -36,21 +38,13 @@ const ORDER_SENT: &str = "SELECT 1 FROM fix_messages WHERE order_id = ?2 AND ses
 const PRUNE: &str = "DELETE FROM fix_messages WHERE session = ?1 AND seq IN
      (SELECT seq FROM fix_messages WHERE session = ?1 AND sent_at_ms < ?2 LIMIT ?3)";
 
-fn number(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn unsigned(n: i64) -> Result<u64, StoreError> {
-    u64::try_from(n).map_err(|_| StoreError::Invariant("a negative FIX sequence number"))
-}
-
 fn take(conn: &Connection, session: &str) -> Result<SessionNumbers, StoreError> {
     let (next_out, next_in, epoch) = conn.query_row(TAKE, params![session], |row| {
         Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get(2)?))
     })?;
     Ok(SessionNumbers {
-        next_out: unsigned(next_out)?,
-        next_in: unsigned(next_in)?,
+        next_out: seq_from_column(next_out)?,
+        next_in: seq_from_column(next_in)?,
         epoch,
     })
 }
@@ -66,8 +60,8 @@ fn record_sent(
     let ours = conn.prepare_cached(SET_NUMBERS)?.execute(params![
         session,
         epoch,
-        number(next_out),
-        number(next_in)
+        seq_column(next_out),
+        seq_column(next_in)
     ])?;
     if ours == 0 {
         return Ok(false);
@@ -76,7 +70,7 @@ fn record_sent(
     for message in sent {
         insert.execute(params![
             session,
-            number(message.seq),
+            seq_column(message.seq),
             message.msg_type,
             message.order_id.map(|id| id.to_string()),
             message.sent_at_ms,
@@ -93,7 +87,7 @@ fn sent_between(
     to: u64,
 ) -> Result<Vec<SentMessage>, StoreError> {
     let mut stmt = conn.prepare_cached(SENT_BETWEEN)?;
-    let rows = stmt.query_map(params![session, number(from), number(to)], |row| {
+    let rows = stmt.query_map(params![session, seq_column(from), seq_column(to)], |row| {
         Ok((
             row.get::<_, i64>(0)?,
             row.get::<_, String>(1)?,
@@ -105,7 +99,7 @@ fn sent_between(
     rows.map(|row| {
         let (seq, msg_type, order_id, sent_at_ms, bytes) = row?;
         Ok(SentMessage {
-            seq: unsigned(seq)?,
+            seq: seq_from_column(seq)?,
             msg_type,
             order_id: order_id.and_then(|id| Uuid::parse_str(&id).ok()),
             sent_at_ms,
@@ -183,7 +177,7 @@ impl FixStore for SqliteStore {
             let ours = conn.prepare_cached(SET_NEXT_IN)?.execute(params![
                 session,
                 epoch,
-                number(next_in)
+                seq_column(next_in)
             ])?;
             Ok(ours > 0)
         })
