@@ -28,11 +28,14 @@ pub struct Cluster {
     http: reqwest::Client,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+/// `N` distinct free ports: every listener is held until all are chosen, because the
+/// kernel hands a port just released straight out again (etcd's peer port once came back
+/// as a member's PostgreSQL port, and that member never started).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("free port").port())
 }
 
 fn kill_9(pid: u32) {
@@ -160,7 +163,7 @@ impl Cluster {
             .status()
             .expect("chown");
         assert!(status.success());
-        let (etcd_port, peer_port) = (free_port(), free_port());
+        let [etcd_port, peer_port, ports @ ..] = free_ports::<8>();
         let etcd_log = std::fs::File::create(dir.path().join("etcd.log")).expect("log");
         let etcd = Command::new("etcd")
             .args(["--name", "e1", "--data-dir"])
@@ -184,13 +187,13 @@ impl Cluster {
             http: reqwest::Client::new(),
             dir,
         };
-        for i in 1..=3 {
+        for (i, pair) in (1..=3).zip(ports.chunks(2)) {
             let member_dir = cluster.dir.path().join(format!("m{i}"));
             std::fs::create_dir_all(&member_dir).expect("member dir");
             let member = Member {
                 name: format!("m{i}"),
-                pg_port: free_port(),
-                api_port: free_port(),
+                pg_port: pair[0],
+                api_port: pair[1],
                 dir: member_dir,
                 patroni: None,
             };
