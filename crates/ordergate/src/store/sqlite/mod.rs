@@ -77,8 +77,9 @@ struct Threads {
     writer: JoinHandle<()>,
     readers: Vec<JoinHandle<()>>,
     checkpointer: checkpointer::Checkpointer,
-    /// The one-process lock; the OS also releases it when the process dies.
-    lock: File,
+    /// The one-process lock, and the checkpointer's handle on the file; the OS also
+    /// releases it when the process dies.
+    lock: Arc<File>,
 }
 
 impl Threads {
@@ -97,28 +98,25 @@ impl Threads {
 impl SqliteStore {
     /// Opens (creating if absent) the database file and takes it for this process.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, OpenError> {
-        let lock = lock_file(path)?;
+        let lock = Arc::new(lock_file(path)?);
         // The lock and every connection name the file by one canonical path.
         let path = &std::fs::canonicalize(path).map_err(|source| OpenError::Io {
             path: path.to_owned(),
             source,
         })?;
-        let file = FileIdentity::of(path, &lock).map_err(|source| OpenError::Io {
+        let io = |source| OpenError::Io {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let file = FileIdentity::of(path, &lock).map_err(io)?;
         let conn = connect(path)?;
         configure_writer(&conn)?;
         migrate(&conn)?;
         let (readers, reader_threads) = readers::Readers::spawn(path, READERS)?;
         let restart_wanted = checkpointer::RestartWanted::default();
         let checkpointer =
-            checkpointer::Checkpointer::spawn(connect(path)?, restart_wanted.clone()).map_err(
-                |source| OpenError::Io {
-                    path: path.to_owned(),
-                    source,
-                },
-            )?;
+            checkpointer::Checkpointer::spawn(connect(path)?, lock.clone(), restart_wanted.clone())
+                .map_err(io)?;
         let write_failed_at = writer::FailedAt::default();
         let (writer, writer_thread) = writer::spawn(
             conn,
@@ -127,10 +125,7 @@ impl SqliteStore {
             restart_wanted,
             file.clone(),
         )
-        .map_err(|source| OpenError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(io)?;
         Ok(Self {
             writer,
             readers,
