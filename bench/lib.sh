@@ -28,3 +28,12 @@ build_into_empty() { # DIR
   cargo build --release --locked -q --bins --examples
   rm -rf "$1"; mkdir -p "$1"
 }
+
+# New orders with fresh random keys (bench/random-keys.lua), wrk -t1 -c32 for SECONDS
+# against ADDR; prints "req/s p99_ms".
+wrk_random_keys() { # ADDR SECONDS
+  wrk -t1 -c32 -d"$2"s --latency -s bench/random-keys.lua "http://$1/orders" | awk '
+    /Requests\/sec/ {rps = $2}
+    $1 == "99%" {v = $2; ms = v + 0; if (v ~ /us$/) ms /= 1000; else if (v ~ /[0-9]s$/) ms *= 1000; p99 = ms}
+    END {printf "%d %.1f\n", rps, p99}'
+}

@@ -43,14 +43,7 @@ drop_caches() {
   sync
   if ! echo 3 2>/dev/null >/proc/sys/vm/drop_caches; then echo "(page cache not dropped: not root)"; fi
 }
-# wrk for SECONDS; prints "req/s p99_ms".
-load() { # SECONDS
-  local result
-  result=$(wrk -t1 -c32 -d"$1"s --latency -s bench/random-keys.lua "http://$addr/orders")
-  echo "$result" | awk '/Requests\/sec/ {rps = $2}
-    $1 == "99%" {v = $2; ms = v + 0; if (v ~ /us$/) ms /= 1000; else if (v ~ /[0-9]s$/) ms *= 1000; p99 = ms}
-    END {printf "%d %.1f\n", rps, p99}'
-}
+load() { wrk_random_keys "$addr" "$1"; }
 record() { # ROUND N STATE "rps p99"
   echo "$1 $2 $3 $4" >>"$dir/rounds"
   echo "  $3: $4 (req/s, p99 ms)"

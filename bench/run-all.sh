@@ -8,7 +8,7 @@
 # interleaved rounds (ROUNDS, default 3): each round measures the bare handler, new
 # orders and replays back to back, its ratios are taken within the round, and the table
 # shows the median of the rounds.
-# Needs wrk (apt-get install wrk); --retained also needs sqlite3 and ~6 GB of disk.
+# Needs wrk (apt-get install wrk); --retained also needs sqlite3 and ~14 GB of disk.
 # Usage: [ROUNDS=n] bench/run-all.sh [--retained]
 set -euo pipefail
 cd "$(dirname "$0")/.."
