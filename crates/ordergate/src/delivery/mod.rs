@@ -21,7 +21,7 @@ mod nats;
 mod target;
 mod webhook;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -192,16 +192,44 @@ struct Flow<'a> {
     queue: VecDeque<PendingDelivery>,
     flying: FuturesUnordered<BoxFuture<'a, Vec<DeliveryResult>>>,
     /// Leased, with no outcome yet: what is given back at shutdown.
-    unsettled: HashMap<Uuid, PendingDelivery>,
+    unsettled: HashSet<Uuid>,
     settled: Vec<DeliveryResult>,
     recording: Option<BoxFuture<'static, Result<(), StoreError>>>,
     sent: usize,
+    /// The last lease came back short: everything due then is queued or sent.
+    drained: bool,
+    leased_at: Option<tokio::time::Instant>,
 }
 
 impl Flow<'_> {
     fn next_chunk(&mut self, batch: usize) -> Option<Vec<PendingDelivery>> {
         let take = batch.min(self.queue.len());
         (take > 0).then(|| self.queue.drain(..take).collect())
+    }
+
+    /// Whether a lease may be taken now. After a lease that came back short
+    /// (everything due then is queued or sent), the next waits until the queue has run
+    /// dry, a slot is free and [`IDLE_PAUSE`] has passed: what comes due meanwhile
+    /// goes in one lease and a few sends, not in a lease and a send for every settled
+    /// send (and a lease reads past the rows this gateway holds leased).
+    fn lease_gate(&self, shape: Shape) -> Gate {
+        let slot_free = self.flying.len() < shape.in_flight;
+        match self.leased_at {
+            Some(at) if self.drained && self.queue.is_empty() && slot_free => {
+                Gate::OpensAt(at + IDLE_PAUSE)
+            }
+            Some(_) if self.drained => Gate::Closed,
+            _ => Gate::Open,
+        }
+    }
+
+    fn may_lease(&self, shape: Shape) -> bool {
+        let open = match self.lease_gate(shape) {
+            Gate::Open => true,
+            Gate::OpensAt(at) => at <= tokio::time::Instant::now(),
+            Gate::Closed => false,
+        };
+        open && self.queue.len() < shape.in_flight * shape.batch
     }
 
     /// Outcomes of sends that ended now, with any others that ended meanwhile.
@@ -221,7 +249,21 @@ impl Flow<'_> {
 enum Event {
     Settled(Vec<DeliveryResult>),
     Recorded(Result<(), StoreError>),
+    LeaseDue,
     Stopped,
+}
+
+/// Whether the next lease may be taken.
+enum Gate {
+    Open,
+    OpensAt(tokio::time::Instant),
+    Closed,
+}
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
 }
 
 impl Dispatcher {
@@ -279,10 +321,15 @@ impl Dispatcher {
             if flow.flying.is_empty() && flow.recording.is_none() {
                 return Ok(flow.sent);
             }
+            let lease_at = match flow.lease_gate(shape) {
+                Gate::OpensAt(at) if !self.stop.is_cancelled() => Some(at),
+                _ => None,
+            };
             let event = tokio::select! {
                 Some(results) = flow.flying.next(), if !flow.flying.is_empty() => {
                     Event::Settled(results)
                 }
+                () = sleep_until_some(lease_at), if lease_at.is_some() => Event::LeaseDue,
                 Some(recorded) = OptionFuture::from(flow.recording.as_mut()),
                     if flow.recording.is_some() => Event::Recorded(recorded),
                 () = self.stop.cancelled() => Event::Stopped,
@@ -294,6 +341,7 @@ impl Dispatcher {
                     recorded?;
                     self.refresh_backlog_if_due().await;
                 }
+                Event::LeaseDue => {}
                 Event::Stopped => return Ok(self.wind_down(flow).await),
             }
         }
@@ -302,12 +350,16 @@ impl Dispatcher {
     /// Keeps enough leased to fill every slot twice over: a slot freed by one answer
     /// takes the next message at once, and nothing waits leased for long.
     async fn top_up(&self, flow: &mut Flow<'_>, shape: Shape) -> Result<(), StoreError> {
-        let enough = shape.in_flight * shape.batch;
-        if flow.queue.len() < enough {
-            for pending in self.lease(2 * enough - flow.queue.len()).await? {
-                flow.unsettled.insert(pending.order_id, pending.clone());
-                flow.queue.push_back(pending);
-            }
+        if !flow.may_lease(shape) {
+            return Ok(());
+        }
+        let wanted = 2 * shape.in_flight * shape.batch - flow.queue.len();
+        let leased = self.lease(wanted).await?;
+        flow.drained = leased.len() < wanted;
+        flow.leased_at = Some(tokio::time::Instant::now());
+        for pending in leased {
+            flow.unsettled.insert(pending.order_id);
+            flow.queue.push_back(pending);
         }
         Ok(())
     }
@@ -333,7 +385,7 @@ impl Dispatcher {
             let _ = self.record(std::mem::take(&mut flow.settled)).await;
         }
         drop(flow.flying);
-        self.release(flow.unsettled.into_values().collect()).await;
+        self.release(flow.unsettled).await;
         flow.sent
     }
 
@@ -400,15 +452,15 @@ impl Dispatcher {
     /// Gives a batch abandoned at shutdown back at once, as an attempt that failed:
     /// the next gateway (or the next start) sends it without waiting for the lease.
     /// If the store cannot take it, the lease runs out all the same.
-    async fn release(&self, leased: Vec<PendingDelivery>) {
+    async fn release(&self, leased: HashSet<Uuid>) {
         if leased.is_empty() {
             return;
         }
         let now_ms = self.clock.now_ms();
         let results = leased
-            .iter()
-            .map(|pending| DeliveryResult::Retry {
-                order_id: pending.order_id,
+            .into_iter()
+            .map(|order_id| DeliveryResult::Retry {
+                order_id,
                 error: "abandoned at shutdown before the sink confirmed it".into(),
                 next_at_ms: now_ms,
             })
