@@ -15,7 +15,7 @@
 //! writer to restart the WAL between two batches ([`restart_wal`]): a RESTART
 //! checkpoint on the writer's own connection copies the last few milliseconds of
 //! frames, and the next write starts the file over. That bounds the WAL at 256 MiB
-//! plus what arrives during the catch-up (about 1.2 GB at 10 M retained keys with the
+//! plus what arrives during the catch-up (about 1.3 GB at 10 M retained keys with the
 //! purge at full rate, where the catch-up passes no longer shrink).
 //!
 //! Every pass ends with an fsync of the database file ([`pass`]). SQLite syncs the
@@ -139,9 +139,9 @@ fn catch_up(conn: &Connection, database: &File, mut copied: i64) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 enum PassError {
-    #[error("checkpoint")]
+    #[error("checkpoint: {0}")]
     Checkpoint(#[from] rusqlite::Error),
-    #[error("sync of the database file")]
+    #[error("sync of the database file: {0}")]
     Sync(#[from] std::io::Error),
 }
 
