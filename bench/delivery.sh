@@ -13,6 +13,7 @@
 #    taking 10 s (SLOW_SHARES, default "none 1:10000"): orders/s and the seconds until
 #    the last arrived. With BASELINE=REV, the same drains with the binary built from
 #    REV (in target/baseline), alternating.
+# Ends with one table of every figure the parts measured.
 # Runs a nats-server -js of its own on port 14222. Needs wrk, sqlite3, nats-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,8 @@ nats-server -js -a 127.0.0.1 -p 14222 -sd "$dir/nats" >/dev/null 2>&1 & nats=$!
 trap 'kill $nats 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true' EXIT
 sleep 0.5
 addr=127.0.0.1:18191
+# One row of the closing table.
+summary() { echo "| $1 | $2 |" >>"$dir/summary"; }
 
 serve() { # DB [FLAGS...]
   local db=$1; shift
@@ -45,7 +48,13 @@ for round in $(seq "$rounds"); do
   serve "$dir/down-$round.db" --deliver nats://127.0.0.1:14299/bench; down=$(rps); kill $pid; wait $pid 2>/dev/null || true
   echo "round $round: off $off req/s, on $on req/s (ratio $(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", a / b}')), sink down $down req/s (ratio $(awk -v a="$down" -v b="$off" 'BEGIN {printf "%.2f", a / b}'))"
   echo "$off" >>"$dir/off"; echo "$on" >>"$dir/on"
+  awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f\n", a / b}' >>"$dir/ratio-on"
+  awk -v a="$down" -v b="$off" 'BEGIN {printf "%.2f\n", a / b}' >>"$dir/ratio-down"
 done
+summary "intake, JetStream delivery on / off: median of $rounds rounds (each round)" \
+  "$(median <"$dir/ratio-on") ($(paste -sd' ' "$dir/ratio-on"))"
+summary "intake, sink down / off: median (each round)" \
+  "$(median <"$dir/ratio-down") ($(paste -sd' ' "$dir/ratio-down"))"
 half=$(median <"$dir/on" | awk '{printf "%d", $1 / 2}')
 fi
 
@@ -57,7 +66,9 @@ sleep 2
 kill $pid; wait $pid 2>/dev/null || true
 sqlite3 "$dir/lag.db" "SELECT count(*) FROM orders WHERE delivery_state = 'delivered'" | sed 's/^/delivered: /'
 sqlite3 "$dir/lag.db" "SELECT delivered_at_ms - accepted_at_ms FROM orders WHERE delivery_state = 'delivered' ORDER BY 1" \
-  | awk '{v[NR] = $1} END {printf "lag ms: p50 %d, p99 %d, max %d\n", v[int(NR * 0.5)], v[int(NR * 0.99)], v[NR]}'
+  | awk '{v[NR] = $1} END {printf "lag ms: p50 %d, p99 %d, max %d\n", v[int(NR * 0.5)], v[int(NR * 0.99)], v[NR]}' \
+  | tee "$dir/lag"
+summary "delivery lag at $half orders/s for 20 s (JetStream)" "$(cat "$dir/lag")"
 fi
 
 drain() { # NAME DELIVER-URL [FLAGS...]
@@ -72,6 +83,8 @@ drain() { # NAME DELIVER-URL [FLAGS...]
   local took=$(echo "$(date +%s.%N) - $started" | bc)
   kill $pid; wait $pid 2>/dev/null || true
   echo "$name: $backlog deliveries in ${took}s = $(echo "$backlog / $took" | bc) per second"
+  summary "the deliverer alone, $backlog pending, to $name" \
+    "$(printf %.1f "$took") s, $(echo "$backlog / $took" | bc) deliveries/s"
 }
 
 if [[ " $parts " == *" 3 "* ]]; then
@@ -106,7 +119,10 @@ recover() { # BINARY NAME [SLOW]
   local took=$(echo "$(date +%s.%N) - $started" | bc)
   local stats=$(curl -s "http://$receiver_addr/stats")
   kill $pid $receiver; wait $pid $receiver 2>/dev/null || true
-  echo "| $name | ${slow:-none} | $(printf %.1f "$took") | $(echo "$recovery / $took" | bc) | $(echo "$stats" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["orders"], "/", r["bad_signatures"])') |"
+  local received=$(echo "$stats" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["orders"], "/", r["bad_signatures"])')
+  echo "| $name | ${slow:-none} | $(printf %.1f "$took") | $(echo "$recovery / $took" | bc) | $received |"
+  summary "$recovery left by kill -9, to a verifying receiver, slow share ${slow:-none}, $name" \
+    "the last arrived after $(printf %.1f "$took") s: $(echo "$recovery / $took" | bc) orders/s; received / bad signatures $received"
 }
 
 if [[ " $parts " == *" 4 "* ]]; then
@@ -128,3 +144,8 @@ for slow in ${SLOW_SHARES:-none 1:10000}; do
   done
 done
 fi
+
+echo "== summary"
+echo "| figure | result |"
+echo "|---|---|"
+cat "$dir/summary" 2>/dev/null || true
