@@ -260,12 +260,6 @@ enum Gate {
     Closed,
 }
 
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    if let Some(at) = at {
-        tokio::time::sleep_until(at).await;
-    }
-}
-
 impl Dispatcher {
     pub fn new(
         outbox: DynOutbox,
@@ -329,7 +323,8 @@ impl Dispatcher {
                 Some(results) = flow.flying.next(), if !flow.flying.is_empty() => {
                     Event::Settled(results)
                 }
-                () = sleep_until_some(lease_at), if lease_at.is_some() => Event::LeaseDue,
+                Some(()) = OptionFuture::from(lease_at.map(tokio::time::sleep_until)),
+                    if lease_at.is_some() => Event::LeaseDue,
                 Some(recorded) = OptionFuture::from(flow.recording.as_mut()),
                     if flow.recording.is_some() => Event::Recorded(recorded),
                 () = self.stop.cancelled() => Event::Stopped,
