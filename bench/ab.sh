@@ -44,7 +44,6 @@ measure() { # BINARY SCRIPT: "requests/s server-CPU-us/request"
 }
 
 current=./target/release/ordergate baseline=$base/target/release/ordergate
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 for round in $(seq "$rounds"); do
   for scenario in new-orders.lua replay.lua; do
     if [ $((round % 2)) -eq 1 ]; then

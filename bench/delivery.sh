@@ -46,10 +46,10 @@ for round in $(seq "$rounds"); do
   serve "$dir/on-$round.db" --deliver nats://127.0.0.1:14222/bench; on=$(rps); kill $pid; wait $pid 2>/dev/null || true
   # Nothing listens on 14299: the sink is down for the whole run.
   serve "$dir/down-$round.db" --deliver nats://127.0.0.1:14299/bench; down=$(rps); kill $pid; wait $pid 2>/dev/null || true
-  echo "round $round: off $off req/s, on $on req/s (ratio $(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", a / b}')), sink down $down req/s (ratio $(awk -v a="$down" -v b="$off" 'BEGIN {printf "%.2f", a / b}'))"
+  on_ratio=$(ratio "$on" "$off"); down_ratio=$(ratio "$down" "$off")
+  echo "round $round: off $off req/s, on $on req/s (ratio $on_ratio), sink down $down req/s (ratio $down_ratio)"
   echo "$off" >>"$dir/off"; echo "$on" >>"$dir/on"
-  awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f\n", a / b}' >>"$dir/ratio-on"
-  awk -v a="$down" -v b="$off" 'BEGIN {printf "%.2f\n", a / b}' >>"$dir/ratio-down"
+  echo "$on_ratio" >>"$dir/ratio-on"; echo "$down_ratio" >>"$dir/ratio-down"
 done
 summary "intake, JetStream delivery on / off: median of $rounds rounds (each round)" \
   "$(median <"$dir/ratio-on") ($(paste -sd' ' "$dir/ratio-on"))"

@@ -62,7 +62,7 @@ for round in $(seq "$rounds"); do
   acceptor "on-$round"
   serve "$dir/on-$round.db" --deliver "$fix_url"; session_up
   read -r on on_cpu acceptor_cpu <<<"$(measured $pid "$acceptor_pid")"; kill $pid; wait $pid 2>/dev/null || true
-  echo "round $round: off $off req/s, FIX on $on req/s (ratio $(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", a / b}')); gateway CPU per order: off ${off_cpu} µs, on ${on_cpu} µs; the acceptor used ${acceptor_cpu} CPU-s of the 20 the machine had"
+  echo "round $round: off $off req/s, FIX on $on req/s (ratio $(ratio "$on" "$off")); gateway CPU per order: off ${off_cpu} µs, on ${on_cpu} µs; the acceptor used ${acceptor_cpu} CPU-s of the 20 the machine had"
 done
 fi
 

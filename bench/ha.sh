@@ -96,6 +96,6 @@ rps() { # DATABASE-URL
 for round in $(seq "$rounds"); do
   single=$(rps "postgres://postgres@127.0.0.1:15510/postgres")
   cluster=$(rps "postgres://postgres@$hosts/postgres?target_session_attrs=read-write")
-  echo "round $round: single $single req/s, cluster $cluster req/s (ratio $(awk -v a="$cluster" -v b="$single" 'BEGIN {printf "%.2f", a / b}'))"
+  echo "round $round: single $single req/s, cluster $cluster req/s (ratio $(ratio "$cluster" "$single"))"
 done
 fi

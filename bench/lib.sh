@@ -4,6 +4,18 @@
 # POST /orders from the bare handler, which has no other route.
 wait_up() { until curl -sf "http://$1/healthz" >/dev/null 2>&1 || curl -sf -o /dev/null -X POST "http://$1/orders" 2>/dev/null; do sleep 0.1; done; }
 
+# A / B to two decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+
+# Spreads the expiries of a stopped store's records over SPAN_MS from START_MS, in the
+# order the records were accepted (N records), so the purge deletes them at an even rate.
+spread_expiries() { # DB START_MS SPAN_MS N
+  sqlite3 "$1" "PRAGMA journal_mode = DELETE; PRAGMA journal_mode = OFF;
+    PRAGMA synchronous = OFF; PRAGMA cache_size = -2000000;
+    UPDATE idempotency_keys SET expires_at_ms = $2 + (rowid - 1) * $3 / max($4, 1);
+    PRAGMA journal_mode = WAL;" >/dev/null
+}
+
 # The median of the numbers on standard input, one a line.
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 

@@ -75,10 +75,7 @@ for round in $(seq "$rounds"); do
     span_ms=$(( n > 0 ? n * 1000 / rate : 60000 ))
     [ "$span_ms" -ge 60000 ] || span_ms=60000
     start_ms=$(( $(date +%s%3N) + 10000 ))
-    sqlite3 "$dir/work.db" "PRAGMA journal_mode = DELETE; PRAGMA journal_mode = OFF;
-      PRAGMA synchronous = OFF; PRAGMA cache_size = -2000000;
-      UPDATE idempotency_keys SET expires_at_ms = $start_ms + (rowid - 1) * $span_ms / max($n, 1);
-      PRAGMA journal_mode = WAL;" >/dev/null
+    spread_expiries "$dir/work.db" "$start_ms" "$span_ms" "$n"
     serve "$dir/work.db" --result-ttl "$((span_ms / 1000))s"
     load 10 >/dev/null
     record "$round" "$n" purge "$(load 20)"

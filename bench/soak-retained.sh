@@ -18,10 +18,7 @@ addr=127.0.0.1:18187
 rm -f "$dir"/soak.db*; cp "$dir/r$n.db" "$dir/soak.db"
 span_ms=$(( n * 1000 / rate ))
 start_ms=$(( $(date +%s%3N) + 10000 ))
-sqlite3 "$dir/soak.db" "PRAGMA journal_mode = DELETE; PRAGMA journal_mode = OFF;
-  PRAGMA synchronous = OFF; PRAGMA cache_size = -2000000;
-  UPDATE idempotency_keys SET expires_at_ms = $start_ms + (rowid - 1) * $span_ms / $n;
-  PRAGMA journal_mode = WAL;" >/dev/null
+spread_expiries "$dir/soak.db" "$start_ms" "$span_ms" "$n"
 RUST_LOG=warn ./target/release/ordergate serve --listen $addr --database "sqlite://$dir/soak.db" \
   --result-ttl "$((span_ms / 1000))s" 2>"$dir/soak.log" &
 pid=$!
